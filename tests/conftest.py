@@ -1,0 +1,58 @@
+"""Shared fixtures: real data location, and a clean Keras and Gin state per test."""
+
+import os
+import pathlib
+
+import gin
+import keras
+import pytest
+
+# Tests that need real data read it from this directory, which holds `cifar10/` (the official
+# `cifar-10-batches-py` layout) and `multi30k/`. CI must set it: there a missing directory
+# fails the run instead of skipping the data tests.
+DATA_DIR_VARIABLE = "SWISH_TF_DATA_DIR"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    value = os.environ.get(DATA_DIR_VARIABLE)
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if not value:
+        message = (f"{DATA_DIR_VARIABLE} is not set; point it at the directory that holds "
+                   "cifar10/cifar-10-batches-py and multi30k/")
+        if in_ci:
+            pytest.fail(message)
+        pytest.skip(message)
+    path = pathlib.Path(value)
+    if not path.is_dir():
+        message = f"{DATA_DIR_VARIABLE}={value!r} is not a directory"
+        if in_ci:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    path = data_dir / "cifar10" / "cifar-10-batches-py"
+    if not path.is_dir():
+        pytest.fail(f"CIFAR-10 is missing: expected the official python layout at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def multi30k_dir(data_dir: pathlib.Path) -> pathlib.Path:
+    path = data_dir / "multi30k"
+    if not path.is_dir():
+        pytest.fail(f"Multi30k is missing: expected train.en.gz and friends in {path}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clean_state():
+    """Reset Gin bindings and Keras's global state around every test."""
+    gin.clear_config()
+    keras.backend.clear_session()
+    yield
+    gin.clear_config()
+    keras.backend.clear_session()
