@@ -1,0 +1,63 @@
+r"""Train one child network with a candidate activation and print its result as one JSON line.
+
+  python -m search.train_child --activation="x * sigmoid(beta * x)" \
+      --data_dir=/path/to/cifar10 --gin_file=gin_configs/child/quick_cpu.gin
+
+`--data_dir` takes the `cifar-10-batches-py` directory, a directory that contains it or the
+official `cifar-10-python.tar.gz`, or the archive itself. Run it from the repository root,
+because Gin resolves the `include` lines of the config files against the working directory. Hyperparameters come from Gin
+(`train_child.*`, `resnet_cifar.*`, `configure_threads.*`). The only line on stdout is the
+result record in strict JSON; logs go to stderr.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+
+from search import child_trainer
+from swish_tf.data import cifar
+
+_ACTIVATION = flags.DEFINE_string(
+    "activation", None, "Activation of the child: a registry name such as 'relu' or an "
+    "expression such as 'max(x, sigmoid(x))'.", required=True)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "CIFAR location: the official python layout (directory or .tar.gz), or "
+    "with --tfds a prepared tensorflow-datasets data_dir.", required=True)
+_DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar100"], "Dataset.")
+_TFDS = flags.DEFINE_bool("tfds", False, "Read --data_dir as a tensorflow-datasets data_dir.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and augmentation.")
+_SPLIT_SEED = flags.DEFINE_integer(
+    "split_seed", 0, "Seed of the validation split; keep it fixed across the children of a search.")
+_GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
+_GIN_PARAMS = flags.DEFINE_multi_string(
+    "gin_param", [], "Gin bindings applied after the files, e.g. 'train_child.train_steps=100'.")
+
+
+def _parse_gin(files: list[str], bindings: list[str]) -> None:
+    try:
+        gin.parse_config_files_and_bindings(files, bindings, skip_unknown=False)
+    except (ValueError, LookupError, SyntaxError, OSError) as e:
+        raise app.UsageError(
+            f"Invalid Gin configuration (files {files}, bindings {bindings}): {e}. Configurable "
+            "names here are train_child, configure_threads, get_strategy and resnet_cifar.") from e
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _parse_gin(_GIN_FILES.value, _GIN_PARAMS.value)
+    child_trainer.configure_threads()  # Before any TensorFlow op runs.
+    if _TFDS.value:
+        data = cifar.load_tfds(_DATASET.value, data_dir=_DATA_DIR.value, seed=_SPLIT_SEED.value)
+    elif _DATASET.value == "cifar100":
+        data = cifar.load_cifar100(_DATA_DIR.value, seed=_SPLIT_SEED.value)
+    else:
+        data = cifar.load_cifar10(_DATA_DIR.value, seed=_SPLIT_SEED.value)
+    result = child_trainer.train_child(_ACTIVATION.value, data, seed=_SEED.value)
+    logging.info("Operative Gin config:\n%s", gin.operative_config_str())
+    print(result.to_json(), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
