@@ -3,7 +3,8 @@ r"""Benchmark activation functions on image models, as in "Searching for Activat
 Trains every (model, activation, seed) of the grid that a Gin file sets, stores each run in
 RUN_DIR/runs.sqlite, and writes the median-accuracy table and the Swish-versus-baseline counts
 to RUN_DIR/results.md and CSV files. Rerunning the same command skips finished runs and resumes
-an interrupted one from its last checkpoint.
+an interrupted one from its last checkpoint. With --merge_run_dirs it trains nothing and writes
+the tables over several run directories, e.g. the six CIFAR experiments together.
 
   python -m models.benchmark \
       --gin_file=gin_configs/benchmark/cifar10_resnet_cpu.gin \
@@ -27,15 +28,24 @@ _GIN_PARAM = flags.DEFINE_multi_string(
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Directory for the run store, checkpoints, "
                                "TensorBoard logs and result tables.", required=True)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset directory passed to the data "
-                                "function of the config.", required=True)
+                                "function of the config; required unless --merge_run_dirs.")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
                               "tf.distribute strategy for every run.")
 _TPU = flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
+_MERGE_RUN_DIRS = flags.DEFINE_list(
+    "merge_run_dirs", [], "Train nothing; write the tables over the finished runs of these run "
+    "directories (comma-separated) into --run_dir. --data_dir and --gin_file are then unused.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if _MERGE_RUN_DIRS.value:
+        print(benchmark_lib.merge_run_dirs(_MERGE_RUN_DIRS.value, _RUN_DIR.value))
+        return
+    if not _DATA_DIR.value:
+        raise app.UsageError("--data_dir is required: the directory that contains the dataset "
+                             "(for CIFAR-10, cifar-10-batches-py/ or its .tar.gz).")
     # A config file can `include` its neighbours by bare name, from any working directory.
     for path in _GIN_FILE.value:
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))

@@ -23,8 +23,9 @@ The comparison rule (`compare_to_baseline`):
 Runs are resumable. A run is identified by (model, activation, seed, config hash). Rerunning
 the same config skips finished runs and resumes an interrupted one from its last checkpoint.
 The config hash covers every Gin binding except the grid itself (`run_benchmark.activations`
-and `run_benchmark.seeds`), so adding seeds or activations keeps the finished runs, and any
-other change (say, the learning rate) starts a fresh set of runs in the same directory.
+and `run_benchmark.seeds`), so adding seeds or activations keeps the finished runs. Any other
+change (say, the learning rate) starts a fresh set of runs in the same directory, and the
+tables show only the runs of the current config.
 """
 
 import csv
@@ -348,6 +349,49 @@ def write_tables(run_dir: str, records: Sequence[RunRecord], models: Sequence[st
         writer.writerow([field.name for field in dataclasses.fields(RunRecord)])
         writer.writerows(dataclasses.astuple(record) for record in records)
     return markdown
+
+
+def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
+                   activations: Sequence[str] = swish_tf.BENCHMARK_ACTIVATIONS,
+                   swish: str = SWISH, alpha: float = 0.05) -> str:
+    """Write the tables over the finished runs of several run directories into output_dir.
+
+    The sign test of "Searching for Activation Functions" counts models across experiments
+    (CIFAR-10 and CIFAR-100, several architectures), which this project runs as one run
+    directory per Gin file. Each directory contributes the runs of the config in its
+    config.gin, so stale runs of an edited config stay out. Model names must differ between
+    directories; the CIFAR configs name them with the dataset, e.g. "ResNet-164 C100".
+
+    Raises:
+      FileNotFoundError: a directory has no config.gin or no run store.
+      ValueError: two directories report the same model name.
+    """
+    records: list[RunRecord] = []
+    models: list[str] = []
+    for run_dir in run_dirs:
+        config_path = os.path.join(run_dir, "config.gin")
+        store_path = os.path.join(run_dir, DATABASE_NAME)
+        for path in (config_path, store_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{path} not found: {run_dir} is not a benchmark run "
+                                        "directory, or its first run has not started yet.")
+        with open(config_path) as f:
+            config_hash = hash_config(f.read())
+        store = RunStore(store_path)
+        try:
+            dir_records = store.records(config_hash)
+        finally:
+            store.close()
+        dir_models = list(dict.fromkeys(record.model for record in dir_records))
+        repeated = sorted(set(dir_models) & set(models))
+        if repeated:
+            raise ValueError(f"Model names {repeated} of {run_dir} also appear in an earlier run "
+                             "directory; give each experiment distinct model names in "
+                             "run_benchmark.models.")
+        models += dir_models
+        records += dir_records
+    os.makedirs(output_dir, exist_ok=True)
+    return write_tables(output_dir, records, models, activations, swish, alpha)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -156,6 +156,48 @@ def test_run_directory_name_for_expressions():
     assert name != benchmark_lib.run_directory_name("max(x, sigmoid(x)) ")
 
 
+def _fill_run_dir(run_dir, config, records):
+    """Write config.gin and store records under the hash of that config."""
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.gin"), "w") as f:
+        f.write(config)
+    store = benchmark_lib.RunStore(os.path.join(run_dir, benchmark_lib.DATABASE_NAME))
+    for model, activation, seed, accuracy, config_hash in records:
+        config_hash = config_hash or benchmark_lib.hash_config(config)
+        store.put(benchmark_lib.RunRecord(model, activation, seed, config_hash, "finished",
+                                          test_accuracy=accuracy))
+    store.close()
+
+
+def test_merge_run_dirs_combines_experiments(tmp_path):
+    _fill_run_dir(tmp_path / "c10", "sgd.momentum = 0.9\n", [
+        ("R C10", "relu", 0, 0.90, None), ("R C10", "swish", 0, 0.92, None),
+        ("R C10", "swish", 1, 0.10, "stale_config_hash")])
+    _fill_run_dir(tmp_path / "c100", "sgd.momentum = 0.8\n", [
+        ("R C100", "relu", 0, 0.70, None), ("R C100", "swish", 0, 0.71, None)])
+
+    markdown = benchmark_lib.merge_run_dirs([str(tmp_path / "c10"), str(tmp_path / "c100")],
+                                            str(tmp_path / "merged"), ["relu", "swish"])
+    assert "| activation | R C10 | R C100 | seeds (min-max) |" in markdown
+    assert "| swish | 92.0 | 71.0 | 1 |" in markdown  # The stale run is left out.
+    with open(tmp_path / "merged" / "comparison.csv") as f:
+        relu_row = list(csv.reader(f))[1]
+    assert relu_row[:4] == ["relu", "2", "0", "0"]
+
+
+def test_merge_run_dirs_rejects_repeated_model(tmp_path):
+    for name in ("a", "b"):
+        _fill_run_dir(tmp_path / name, "x = 1\n", [("same", "relu", 0, 0.5, None)])
+    with pytest.raises(ValueError, match="same"):
+        benchmark_lib.merge_run_dirs([str(tmp_path / "a"), str(tmp_path / "b")],
+                                     str(tmp_path / "merged"))
+
+
+def test_merge_run_dirs_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.gin"):
+        benchmark_lib.merge_run_dirs([str(tmp_path / "absent")], str(tmp_path / "merged"))
+
+
 # ----------------------------------------------------------------------------------------------
 # The driver on real CIFAR-10 images.
 
