@@ -120,8 +120,8 @@ def inception_resnet_v2(
         image_size: input height and width; at least 75 because of the valid-padded stem.
         block_counts: numbers of 35x35, 17x17 and 8x8 residual blocks; each count >= 1.
         filter_scale: multiplier on every filter count; 1.0 is the published model.
-        dropout_rate: dropout before the classifier. The Inception-ResNet paper uses a keep
-            probability of 0.8 (rate 0.2); `keras.applications` uses none.
+        dropout_rate: dropout before the classifier. TF-Slim's `inception_resnet_v2` keeps
+            0.8 of the units (rate 0.2); `keras.applications` uses none.
         kernel_initializer: initializer of all kernels; "Searching for Activation Functions"
             uses He initialization on ImageNet.
         weight_decay: TF-Slim-style L2 coefficient on every kernel (see `ConvOptions`).

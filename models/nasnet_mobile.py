@@ -200,8 +200,8 @@ def nasnet_a(
         skip_reduction: when True (NASNet-A Large), the first normal cell after a reduction
             takes as its second input the same tensor that the reduction cell took, not the
             reduction cell's input.
-        dropout_rate: dropout before the classifier. The NASNet paper uses 0.5;
-            `keras.applications` uses none.
+        dropout_rate: dropout before the classifier. TF-Slim's NASNet-A Mobile configuration
+            keeps 0.5 of the units (rate 0.5); `keras.applications` uses none.
         kernel_initializer: initializer of all kernels; "Searching for Activation Functions"
             uses He initialization on ImageNet.
         weight_decay: TF-Slim-style L2 coefficient on every kernel (see `ConvOptions`).

@@ -80,6 +80,7 @@ def test_tfrecord_eval_labels_in_order(cifar_shards):
     data_dir, _, labels = cifar_shards
     dataset = imagenet.imagenet_dataset("validation", str(data_dir), batch_size=4,
                                         image_size=48, num_classes=10)
+    assert dataset.element_spec[0].shape.as_list() == [None, 48, 48, 3]
     batches = list(dataset)
     assert [int(images.shape[0]) for images, _ in batches] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b.numpy() for _, b in batches]), labels)
@@ -219,3 +220,66 @@ def test_tfds_unprepared_without_manual_dir(tmp_path):
 def test_unknown_source_rejected(tmp_path):
     with pytest.raises(ValueError, match="'folders'"):
         imagenet.imagenet_dataset("train", str(tmp_path), batch_size=2, source="folders")
+
+
+# ---------------------------------------------------------------------------------------------
+# The ImageNet benchmark configs, run end to end on a few real images with tiny models.
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "gin_configs" / "benchmark"
+
+# Bindings that shrink each config's model to its tiny test variant and keep everything else.
+TINY_MODEL_BINDINGS = {
+    "imagenet_inception_resnet_v2.gin": (
+        75, ["inception_resnet_v2.image_size = 75", "inception_resnet_v2.block_counts = (1, 1, 1)",
+             "inception_resnet_v2.filter_scale = 0.0625"]),
+    "imagenet_inception_v3.gin": (
+        75, ["inception_v3.image_size = 75", "inception_v3.filter_scale = 0.0625"]),
+    "imagenet_nasnet_mobile.gin": (
+        32, ["nasnet_a.image_size = 32", "nasnet_a.num_normal_cells = 1",
+             "nasnet_a.penultimate_filters = 96", "nasnet_a.stem_filters = 8"]),
+    "imagenet_mobilenet.gin": (32, ["mobilenet.image_size = 32", "mobilenet.alpha = 0.25"]),
+}
+
+
+def test_every_config_has_bindings():
+    assert sorted(path.name for path in CONFIG_DIR.glob("imagenet_*.gin")) == sorted(
+        TINY_MODEL_BINDINGS)
+
+
+@pytest.mark.parametrize("config_name", [
+    "imagenet_mobilenet.gin",
+    pytest.param("imagenet_inception_resnet_v2.gin", marks=pytest.mark.slow),
+    pytest.param("imagenet_inception_v3.gin", marks=pytest.mark.slow),
+    pytest.param("imagenet_nasnet_mobile.gin", marks=pytest.mark.slow),
+])
+def test_config_trains_tiny_model(config_name, cifar10_dir, tmp_path):
+    import gin
+    from models import benchmark_lib
+
+    image_size, model_bindings = TINY_MODEL_BINDINGS[config_name]
+    write_cifar_image_folder(cifar10_dir, tmp_path / "data", 16, split="train")
+    write_cifar_image_folder(cifar10_dir, tmp_path / "data", 8, split="validation")
+    gin.parse_config_files_and_bindings([str(CONFIG_DIR / config_name)], model_bindings + [
+        "run_benchmark.activations = ['swish']",
+        "run_benchmark.seeds = [0]",
+        "imagenet_benchmark_data.source = 'image_folder'",
+        f"imagenet_benchmark_data.image_size = {image_size}",
+        "imagenet_benchmark_data.batch_size = 4",
+        "imagenet_benchmark_data.eval_batch_size = 4",
+        "imagenet_benchmark_data.num_classes = 10",
+        "imagenet_benchmark_data.train_examples = 16",
+        "train_and_evaluate.train_epochs = None",
+        "train_and_evaluate.train_steps = 2",
+        "train_and_evaluate.progress_bar = False",
+    ])
+    markdown = benchmark_lib.run_benchmark(str(tmp_path / "run"), str(tmp_path / "data"))
+
+    store = benchmark_lib.RunStore(str(tmp_path / "run" / benchmark_lib.DATABASE_NAME))
+    try:
+        records = store.records(benchmark_lib.hash_config(gin.config_str()))
+    finally:
+        store.close()
+    assert [record.status for record in records] == ["finished"]
+    assert records[0].steps == 2
+    assert 0.0 <= records[0].test_accuracy <= 1.0
+    assert "swish" in markdown

@@ -18,6 +18,7 @@ resize. Both return float32 pixels scaled to [-1, 1], the input range of the Inc
 models.
 """
 
+import dataclasses
 import os
 import struct
 from typing import Sequence
@@ -30,6 +31,7 @@ from absl import logging
 SOURCES = ("tfrecord", "tfds", "image_folder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 TFDS_MANUAL_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+IMAGENET_TRAIN_EXAMPLES = 1_281_167
 
 # Crop sampling of the Inception preprocessing, as in TF-Slim's
 # `inception_preprocessing.distorted_bounding_box_crop`.
@@ -320,7 +322,8 @@ def preprocess_for_eval(image: tf.Tensor, image_size: int,
 
 def batch_examples(examples: tf.data.Dataset, training: bool, image_size: int,
                    batch_size: int, num_classes: int, shuffle_buffer: int = 10_000,
-                   distort_colors: bool = True, repeat: bool = False) -> tf.data.Dataset:
+                   distort_colors: bool = True, repeat: bool = False,
+                   seed: int | None = None) -> tf.data.Dataset:
     """Decode, preprocess and batch (encoded image, label, source name) triples.
 
     Returns:
@@ -338,10 +341,12 @@ def batch_examples(examples: tf.data.Dataset, training: bool, image_size: int,
             image = preprocess_for_train(image, image_size, distort_colors)
         else:
             image = preprocess_for_eval(image, image_size)
+        # The crop has a dynamic size, so static shape inference loses the channel count.
+        image.set_shape([image_size, image_size, 3])
         return image, label
 
     if training:
-        examples = examples.shuffle(shuffle_buffer)
+        examples = examples.shuffle(shuffle_buffer, seed=seed)
     if repeat:
         examples = examples.repeat()
     examples = examples.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
@@ -364,6 +369,7 @@ def imagenet_dataset(
     distort_colors: bool = True,
     verify_files: bool = True,
     repeat: bool = False,
+    seed: int | None = None,
 ) -> tf.data.Dataset:
     """Build the ImageNet input pipeline of one split.
 
@@ -386,6 +392,8 @@ def imagenet_dataset(
         verify_files: for source "tfrecord", check the shards' framing first
             (see `tfrecord_examples`).
         repeat: repeat the split indefinitely.
+        seed: seed of the file and example shuffles. The random crops and flips follow
+            TensorFlow's global seed (`keras.utils.set_random_seed`).
 
     Raises:
         ValueError: for an unknown source or a corrupt shard.
@@ -398,11 +406,67 @@ def imagenet_dataset(
 
     if source == "tfrecord":
         examples = tfrecord_examples(tfrecord_files(data_dir, split), label_offset,
-                                     shuffle=training, verify_files=verify_files)
+                                     shuffle=training, verify_files=verify_files, seed=seed)
     elif source == "tfds":
         examples = tfds_examples(split, data_dir, manual_dir, shuffle=training)
     else:
-        examples, _ = image_folder_examples(os.path.join(data_dir, split), shuffle=training)
+        examples, _ = image_folder_examples(os.path.join(data_dir, split), shuffle=training,
+                                            seed=seed)
 
     return batch_examples(examples, training, image_size, batch_size, num_classes,
-                          shuffle_buffer, distort_colors, repeat)
+                          shuffle_buffer, distort_colors, repeat, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSplits:
+    """Training and evaluation input of one benchmark run.
+
+    The fields are those of `models.benchmark_lib.BenchmarkData`, so that
+    `imagenet_benchmark_data` can serve as `run_benchmark.data_fn`.
+    """
+
+    train: tf.data.Dataset  # (images, labels) batches, repeated forever.
+    test: tf.data.Dataset  # (images, labels) batches, one pass over the evaluation split.
+    num_classes: int
+    train_examples: int
+    batch_size: int  # Global batch size of `train`.
+
+
+@gin.configurable(denylist=["data_dir", "seed"])
+def imagenet_benchmark_data(
+    data_dir: str,
+    seed: int,
+    *,
+    batch_size: int = gin.REQUIRED,
+    image_size: int = gin.REQUIRED,
+    eval_batch_size: int = 100,
+    source: str = "tfrecord",
+    train_split: str = "train",
+    eval_split: str = "validation",
+    num_classes: int = 1000,
+    train_examples: int = IMAGENET_TRAIN_EXAMPLES,
+    manual_dir: str | None = None,
+) -> BenchmarkSplits:
+    """Build the endless training input and the one-pass evaluation input of one seed.
+
+    Args:
+        data_dir: passed to `imagenet_dataset`.
+        seed: seed of the shuffles.
+        batch_size: global training batch size.
+        image_size: input side of the model (299 or 224).
+        eval_batch_size: evaluation batch size; it does not change the result.
+        source: "tfrecord", "tfds" or "image_folder".
+        train_split: split to train on.
+        eval_split: split to evaluate on; ImageNet results are reported on "validation".
+        num_classes: number of classes.
+        train_examples: size of the training split, from which the training loop counts
+            epochs; 1,281,167 for ImageNet 2012.
+        manual_dir: for source "tfds", the directory of the downloaded archives.
+    """
+    common = dict(image_size=image_size, source=source, num_classes=num_classes,
+                  manual_dir=manual_dir, seed=seed)
+    train = imagenet_dataset(train_split, data_dir, batch_size, training=True, repeat=True,
+                             **common)
+    test = imagenet_dataset(eval_split, data_dir, eval_batch_size, training=False, **common)
+    return BenchmarkSplits(train=train, test=test, num_classes=num_classes,
+                           train_examples=train_examples, batch_size=batch_size)
