@@ -181,7 +181,8 @@ def train_and_evaluate(
       train_steps: run length in optimizer steps.
       optimizer_fn: factory taking the learning-rate schedule, e.g. `sgd` or `rmsprop`.
       schedule_fn: factory taking (total_steps, steps_per_epoch), e.g. `piecewise_constant`.
-      weight_decay: coefficient of `l2_penalty` in the loss.
+      weight_decay: coefficient of `l2_penalty` in the loss. The losses of the model's own
+        regularizers (`model.losses`) are added as well, so set only one of the two.
       label_smoothing: label smoothing of the cross-entropy (0 for the CIFAR papers).
       checkpoint_every_steps: how often to save a checkpoint; one is always saved at the end.
       eval_every_steps: evaluate every this many steps as well as at the end; None means only at
@@ -247,6 +248,9 @@ def train_and_evaluate(
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
             if weight_decay:
                 loss += weight_decay * l2_penalty(model) / strategy.num_replicas_in_sync
+            if model.losses:
+                # Regularizers that a model builder attached to its layers.
+                loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         train_loss.update_state(per_example)

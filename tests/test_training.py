@@ -1,5 +1,6 @@
 """Tests for models/training.py: schedules, weight decay, checkpoints and resume, strategies."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -80,6 +81,42 @@ def test_l2_penalty_counts_kernels_only():
         variable.assign(np.ones(variable.shape))
     # Conv kernel 3*3*3*4 = 108 and dense kernel 4*10 = 40 weights of 1; sum(w^2) / 2 = 74.
     assert float(training.l2_penalty(model)) == pytest.approx(74.0)
+
+
+def test_model_regularizers_join_loss(cifar_slice, tmp_path):
+    # One plain SGD step of learning rate 0.1: L2(0.5) on the dense kernel adds its value to the
+    # gradient, so the regularized kernel ends 0.1 * initial kernel below the plain one.
+    gin.parse_config("sgd.momentum = 0.0")
+    schedule = functools.partial(training.piecewise_constant, initial_learning_rate=0.1)
+    kernels = {}
+    for regularizer in (None, keras.regularizers.L2(0.5)):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1)
+
+        def model_fn():
+            return keras.Sequential([
+                keras.Input((32, 32, 3)),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(10, kernel_regularizer=regularizer, name="logits"),
+            ])
+
+        initial = model_fn().get_layer("logits").kernel.numpy()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1)
+        captured = {}
+        # A fresh dataset per run, because each new iterator of one dataset reshuffles.
+        train, test = _datasets(cifar_slice)
+
+        def capturing_model_fn():
+            captured["model"] = model_fn()
+            return captured["model"]
+
+        training.train_and_evaluate(capturing_model_fn, train, test,
+                                    str(tmp_path / str(regularizer is None)),
+                                    batch_size=BATCH_SIZE, train_examples=64, train_steps=1,
+                                    schedule_fn=schedule, progress_bar=False)
+        kernels[regularizer is None] = captured["model"].get_layer("logits").kernel.numpy()
+    np.testing.assert_allclose(kernels[True] - kernels[False], 0.1 * initial, atol=1e-6)
 
 
 def test_make_strategy_rejects_unknown_name():
