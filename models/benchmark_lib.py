@@ -69,7 +69,8 @@ class BenchmarkData:
 @gin.configurable(denylist=["data_dir", "seed"])
 def cifar_data(data_dir: str, seed: int, *, dataset: str = "cifar10", batch_size: int = 128,
                eval_batch_size: int = 500, train_on_validation: bool = True,
-               test_examples: int | None = None) -> BenchmarkData:
+               test_examples: int | None = None,
+               pad_test_to_batch: bool = False) -> BenchmarkData:
     """Load CIFAR-10 or CIFAR-100 (official python layout) for one benchmark seed.
 
     Args:
@@ -80,8 +81,10 @@ def cifar_data(data_dir: str, seed: int, *, dataset: str = "cifar10", batch_size
       eval_batch_size: test batch size (does not change the result).
       train_on_validation: train on all 50,000 training images, as the CIFAR papers do; False
         holds out the loader's validation split (5,000 images) unused.
-      test_examples: evaluate on the first this many test images (the test files are in random
-        order) to save time on small budgets; None evaluates on all 10,000.
+      test_examples: evaluate on the first this many test images to save time on small
+        budgets; None evaluates on all 10,000.
+      pad_test_to_batch: pad the last test batch to eval_batch_size with label -1, which
+        `train_and_evaluate` leaves out of the metrics. TPUs need this static batch shape.
 
     Raises:
       ValueError: for an unknown dataset name or a test_examples outside [1, 10000].
@@ -105,7 +108,8 @@ def cifar_data(data_dir: str, seed: int, *, dataset: str = "cifar10", batch_size
                                mean=splits.channel_mean, std=splits.channel_std, seed=seed)
     test = cifar.make_dataset(test_images, test_labels,
                               batch_size=eval_batch_size, training=False,
-                              mean=splits.channel_mean, std=splits.channel_std)
+                              mean=splits.channel_mean, std=splits.channel_std,
+                              pad_to_batch=pad_test_to_batch)
     return BenchmarkData(train=train, test=test, num_classes=splits.num_classes,
                          train_examples=len(images), batch_size=batch_size)
 

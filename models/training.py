@@ -172,6 +172,7 @@ def train_and_evaluate(
       train_dataset: endless dataset of (images, integer labels) batches of `batch_size`
         examples in all (the global batch, split across replicas by the strategy).
       eval_dataset: finite dataset of (images, integer labels) batches; evaluated in full.
+        Examples with label -1 are padding and count in no metric.
       model_dir: directory for checkpoints and TensorBoard logs; created if missing.
       strategy: the `tf.distribute` strategy; None means the default (one device).
       batch_size: global batch size, used for the loss average and to count epochs.
@@ -257,9 +258,12 @@ def train_and_evaluate(
         train_accuracy.update_state(labels, logits)
 
     def replica_eval_step(images, labels):
+        # Label -1 marks padding that fills the last batch to a static shape (TPUs need one).
+        mask = tf.cast(labels >= 0, tf.float32)
+        labels = tf.maximum(labels, 0)
         logits = model(images, training=False)
-        eval_loss.update_state(cross_entropy(labels, logits))
-        eval_accuracy.update_state(labels, logits)
+        eval_loss.update_state(cross_entropy(labels, logits), sample_weight=mask)
+        eval_accuracy.update_state(labels, logits, sample_weight=mask)
 
     @tf.function
     def train_step(iterator):
@@ -327,7 +331,7 @@ def train_and_evaluate(
         "eval_loss": float(eval_loss.result()),
         "train_loss": float(train_loss.result()),
         "train_accuracy": float(train_accuracy.result()),
-        "eval_examples": int(eval_accuracy.count.numpy()),
+        "eval_examples": int(round(float(eval_accuracy.count.numpy()))),
         "steps": current,
         "train_seconds": time.time() - start,
     }

@@ -146,6 +146,20 @@ def test_train_and_evaluate_real_data(cifar_slice, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("-4")
 
 
+def test_padded_eval_labels_not_counted(cifar_slice, tmp_path):
+    train_images, train_labels, splits, (test_images, test_labels) = cifar_slice
+    kwargs = dict(mean=splits.channel_mean, std=splits.channel_std)
+    train = cifar.make_dataset(train_images, train_labels, batch_size=BATCH_SIZE, training=True,
+                               **kwargs)
+    # 30 images in batches of 8: two padding examples with label -1 fill the last batch.
+    test = cifar.make_dataset(test_images[:30], test_labels[:30], batch_size=BATCH_SIZE,
+                              training=False, pad_to_batch=True, **kwargs)
+    metrics = training.train_and_evaluate(_small_model, train, test, str(tmp_path),
+                                          batch_size=BATCH_SIZE, train_examples=64,
+                                          train_steps=1, progress_bar=False)
+    assert metrics["eval_examples"] == 30
+
+
 def test_gin_configures_optimizer_and_schedule(cifar_slice, tmp_path):
     gin.parse_config("""
         train_and_evaluate.optimizer_fn = @sgd
