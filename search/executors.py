@@ -9,8 +9,8 @@ its task's hard deadline costs only its own task, which comes back with status `
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import time
 import traceback
 from typing import Any
@@ -93,20 +93,27 @@ class ChildWorker:
 
 
 def _worker_main(config: WorkerConfig, tasks, results, name: str) -> None:
-    """Entry point of a local worker process: train tasks until a None arrives."""
+    """Entry point of a local worker process: train tasks until a None arrives.
+
+    `tasks` and `results` are this worker's own pipe ends, so a worker killed in the middle of
+    a write can break only its own channel, never another worker's.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         worker = ChildWorker(config)
     except Exception as error:  # pylint: disable=broad-except
-        results.put(("startup_error", name, f"{type(error).__name__}: {error}\n"
-                     + traceback.format_exc()))
+        results.send(("startup_error", f"{type(error).__name__}: {error}\n"
+                      + traceback.format_exc()))
         return
-    results.put(("ready", name, ""))
+    results.send(("ready", ""))
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.recv()
+        except EOFError:
+            return  # The search process is gone.
         if task is None:
             return
-        results.put(("result", name, TaskResult(task.task_id, worker.run(task), name)))
+        results.send(("result", TaskResult(task.task_id, worker.run(task), name)))
 
 
 def default_num_workers() -> int:
@@ -158,7 +165,6 @@ class LocalExecutor:
         self.task_timeout_s = task_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.context = multiprocessing.get_context("spawn")
-        self.results = self.context.Queue()
         self.workers: dict[str, dict[str, Any]] = {}
         self.finished: list[TaskResult] = []
         self.serial = 0
@@ -173,7 +179,8 @@ class LocalExecutor:
     def _start_worker(self, index: int) -> None:
         name = f"local-{index}-{self.serial}"
         self.serial += 1
-        tasks = self.context.Queue()
+        task_reader, task_writer = self.context.Pipe(duplex=False)
+        result_reader, result_writer = self.context.Pipe(duplex=False)
         environment_backup = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = [g for g in (environment_backup or "").split(",") if g.strip()]
         if gpus and self.gpus_per_worker == 1:
@@ -182,7 +189,7 @@ class LocalExecutor:
             os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         try:
             process = self.context.Process(
-                target=_worker_main, args=(self.worker_config, tasks, self.results, name),
+                target=_worker_main, args=(self.worker_config, task_reader, result_writer, name),
                 name=name, daemon=True)
             process.start()
         finally:
@@ -190,9 +197,12 @@ class LocalExecutor:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             else:
                 os.environ["CUDA_VISIBLE_DEVICES"] = environment_backup
-        self.workers[name] = {"index": index, "process": process, "tasks": tasks,
-                              "task": None, "started": None, "ready": False,
-                              "spawned": time.monotonic()}
+        # The parent keeps only its own ends, so a dead worker shows up as EOF.
+        task_reader.close()
+        result_writer.close()
+        self.workers[name] = {"index": index, "process": process, "tasks": task_writer,
+                              "results": result_reader, "task": None, "started": None,
+                              "ready": False, "spawned": time.monotonic()}
         logging.info("Started worker %s (pid %d).", name, process.pid)
 
     def _wait_until_ready(self) -> None:
@@ -209,28 +219,25 @@ class LocalExecutor:
                                        f"{self.startup_timeout_s:.0f} s.")
 
     def _drain(self, timeout: float) -> None:
-        try:
-            message = self.results.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while True:
-            kind, name, payload = message
-            worker = self.workers.get(name)
+        """Read every message that arrives within `timeout` seconds."""
+        channels = {worker["results"]: name for name, worker in self.workers.items()}
+        for channel in multiprocessing.connection.wait(list(channels), timeout=timeout):
+            name = channels[channel]
+            worker = self.workers[name]
+            try:
+                kind, payload = channel.recv()
+            except (EOFError, OSError):
+                continue  # The worker died; _check_workers reports and replaces it.
             if kind == "startup_error":
                 self.shutdown()
                 raise StartupError(f"Worker {name} failed to start: {payload}")
-            if kind == "ready" and worker is not None:
+            if kind == "ready":
                 worker["ready"] = True
-            if kind == "result":
-                if worker is not None and worker["task"] is not None \
-                        and worker["task"].task_id == payload.task_id:
-                    worker["task"] = None
-                    worker["started"] = None
-                    self.finished.append(payload)
-            try:
-                message = self.results.get_nowait()
-            except queue.Empty:
-                return
+            elif kind == "result" and worker["task"] is not None \
+                    and worker["task"].task_id == payload.task_id:
+                worker["task"] = None
+                worker["started"] = None
+                self.finished.append(payload)
 
     def idle_slots(self) -> int:
         return sum(1 for worker in self.workers.values()
@@ -241,7 +248,7 @@ class LocalExecutor:
             if worker["ready"] and worker["task"] is None:
                 worker["task"] = task
                 worker["started"] = time.monotonic()
-                worker["tasks"].put(task)
+                worker["tasks"].send(task)
                 return
         raise RuntimeError("No idle worker; call submit() only while idle_slots() > 0.")
 
@@ -282,6 +289,8 @@ class LocalExecutor:
 
     def _replace(self, name: str) -> None:
         worker = self.workers.pop(name)
+        worker["tasks"].close()
+        worker["results"].close()
         self._start_worker(worker["index"])
 
     def busy(self) -> int:
@@ -290,15 +299,17 @@ class LocalExecutor:
     def shutdown(self) -> None:
         for worker in self.workers.values():
             try:
-                worker["tasks"].put(None)
+                worker["tasks"].send(None)
             except (OSError, ValueError):
-                pass
+                pass  # The worker is already gone.
         deadline = time.monotonic() + 5.0
         for worker in self.workers.values():
             worker["process"].join(timeout=max(0.0, deadline - time.monotonic()))
             if worker["process"].is_alive():
                 worker["process"].kill()
                 worker["process"].join(timeout=5.0)
+            worker["tasks"].close()
+            worker["results"].close()
         self.workers.clear()
 
 
