@@ -115,9 +115,9 @@ _CALL_SYNTAX = frozenset({
 def to_text(node: Node) -> str:
     """Print an expression in the readable syntax that `parse_expression` reads back.
 
-    Printing uses the paper's forms (`x * sigmoid(beta * x)`, `log(|x| + eps)`) with the fewest
-    parentheses that keep the meaning, except that a negated operand on the right of an
-    infix operator is always parenthesized (`x - (-x)`).
+    Printing uses the forms of "Searching for Activation Functions" (`x * sigmoid(beta * x)`,
+    `log(|x| + eps)`) with the fewest parentheses that keep the meaning, except that a negated
+    operand on the right of an infix operator is always parenthesized (`x - (-x)`).
     """
     return _format(node)[0]
 

@@ -10,8 +10,8 @@ over safe operands (and, for Swish, one `tf.custom_gradient`), and tests check a
   Taylor form 1 - x^2 / 6, so the derivative at 0 is 0 and never NaN.
 - `log(|x| + eps)` and `x1 / (x2 + eps)` use `eps` = `functions.EPS` exactly as printed. The
   division is not guarded further: where x2 is near -eps its value and gradient explode, which is
-  why division tends to fail in the paper's searches, and training reports such a child as
-  diverged.
+  why division tends to fail in the searches of "Searching for Activation Functions". Training
+  reports such a child as diverged.
 - `exp`, `sinh`, `cosh`, `x^2`, `x^3` overflow to inf as IEEE arithmetic does (float32 exp above
   about 88.7). They are not clipped: a function whose values overflow on typical inputs cannot
   train, and `swish_tf.validity` or the trainer's divergence check reports it.
