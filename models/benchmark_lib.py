@@ -202,12 +202,12 @@ def hash_config(config_str: str) -> str:
     return hashlib.sha256("\n".join(kept).encode()).hexdigest()[:16]
 
 
-def run_directory_name(activation: str) -> str:
-    """Return a directory name for an activation spec: the name, or a slug plus a hash."""
-    if re.fullmatch(r"[A-Za-z0-9_.-]+", activation):
-        return activation
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", activation).strip("_")[:40]
-    return f"{slug}_{hashlib.sha256(activation.encode()).hexdigest()[:8]}"
+def run_directory_name(name: str) -> str:
+    """Return a directory name for a model name or activation spec: itself, or a slug + hash."""
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")[:40]
+    return f"{slug}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,8 +467,8 @@ def _train_one(store: RunStore, run_dir: str, config_hash: str, model_name: str,
                builder: Callable[..., keras.Model], activation: str, seed: int,
                data: BenchmarkData, strategy) -> None:
     """Train one run and record it as finished or failed."""
-    model_dir = os.path.join(run_dir, config_hash, model_name, run_directory_name(activation),
-                             f"seed_{seed}")
+    model_dir = os.path.join(run_dir, config_hash, run_directory_name(model_name),
+                             run_directory_name(activation), f"seed_{seed}")
     logging.info("Run %s / %s / seed %d in %s.", model_name, activation, seed, model_dir)
     store.put(RunRecord(model_name, activation, seed, config_hash, "running"))
     keras.backend.clear_session()

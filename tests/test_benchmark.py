@@ -154,6 +154,7 @@ def test_run_directory_name_for_expressions():
     assert name.startswith("max_x_sigmoid_x_")
     assert os.sep not in name
     assert name != benchmark_lib.run_directory_name("max(x, sigmoid(x)) ")
+    assert benchmark_lib.run_directory_name("ResNet-164 C10").startswith("ResNet_164_C10_")
 
 
 def _fill_run_dir(run_dir, config, records):
