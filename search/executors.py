@@ -11,6 +11,7 @@ import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
+import threading
 import time
 import traceback
 from typing import Any
@@ -81,8 +82,10 @@ class ChildWorker:
         from swish_tf.data import cifar  # pylint: disable=import-outside-toplevel
 
         gin_utils.parse_gin(config.gin_files, config.gin_bindings)
-        # Threads must be set before TensorFlow runs its first op; parsing Gin runs none.
-        child_trainer.configure_threads(config.threads, config.threads)
+        # Threads must be set before TensorFlow runs its first op; parsing Gin runs none. At
+        # least two inter-op threads: with one, a training loop that waits on its input
+        # iterator was seen to deadlock (TF 2.21, CPU), and waiting threads cost no CPU.
+        child_trainer.configure_threads(config.threads, max(2, config.threads))
         load = cifar.load_cifar10 if config.dataset == "cifar10" else cifar.load_cifar100
         self.data = load(config.data_dir, seed=config.validation_seed)
         self.train_child = child_trainer.train_child
@@ -92,6 +95,23 @@ class ChildWorker:
         return self.train_child(task.expression, self.data, seed=task.seed, **overrides).to_dict()
 
 
+def _exit_with_parent(poll_s: float = 2.0) -> None:
+    """End this process soon after the search process dies, even in the middle of a child.
+
+    Without this, a worker of a search killed with SIGKILL would train its child to the end
+    and compete for the CPU with the resumed search.
+    """
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(0)  # pylint: disable=protected-access
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_main(config: WorkerConfig, tasks, results, name: str) -> None:
     """Entry point of a local worker process: train tasks until a None arrives.
 
@@ -99,6 +119,7 @@ def _worker_main(config: WorkerConfig, tasks, results, name: str) -> None:
     a write can break only its own channel, never another worker's.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _exit_with_parent()
     try:
         worker = ChildWorker(config)
     except Exception as error:  # pylint: disable=broad-except
@@ -116,16 +137,38 @@ def _worker_main(config: WorkerConfig, tasks, results, name: str) -> None:
         results.send(("result", TaskResult(task.task_id, worker.run(task), name)))
 
 
+def visible_gpus() -> list[str]:
+    """Return the ids of the GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return [str(i) for i in range(len(tf.config.list_physical_devices("GPU")))]
+
+
 def default_num_workers() -> int:
     """One worker per GPU where GPUs exist, else one single-thread worker per CPU core.
 
     On a 2-core CPU machine, two single-thread workers trained 15-26% more images per second in
     total than one two-thread worker (ResNet-20, TF 2.21), so CPU workers get one thread each.
     """
-    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible_gpus()
     if gpus:
-        return len([g for g in gpus.split(",") if g.strip() and g.strip() != "-1"])
+        return len(gpus)
     return _cpu_count()
+
+
+def default_task_timeout() -> float:
+    """Return the hard per-task limit: 1.5 x `train_child.time_limit_s` + 60 s, else 12 hours.
+
+    The child's own limit stops training cleanly between training loops; the hard limit is for
+    a worker that hangs inside TensorFlow or never returns.
+    """
+    try:
+        limit = gin.query_parameter("train_child.time_limit_s")
+    except ValueError:
+        limit = None
+    return 1.5 * float(limit) + 60.0 if limit else 12 * 3600.0
 
 
 def _cpu_count() -> int:
@@ -145,24 +188,26 @@ class LocalExecutor:
     Args:
         worker_config: configuration shared by all workers.
         num_workers: worker processes; None for `default_num_workers()`.
-        gpus_per_worker: where GPUs are listed in CUDA_VISIBLE_DEVICES, worker i sees only
-            GPU i (one GPU per worker) when this is 1; 0 hides GPUs from workers.
+        gpus_per_worker: 1 shows worker i only GPU i (modulo the GPU count); 0 hides the GPUs
+            from the workers.
         task_timeout_s: hard limit per task; a worker past it is killed and its task reported
-            as `timeout`. Set it above `train_child.time_limit_s`, which stops a child cleanly.
+            as `timeout`. None derives it from `train_child.time_limit_s` (see
+            `default_task_timeout`).
         startup_timeout_s: time a worker may take to import TensorFlow and load the data.
     """
 
     def __init__(self, worker_config: WorkerConfig, num_workers: int | None = None,
-                 gpus_per_worker: int = 1, task_timeout_s: float | None = 3600.0,
+                 gpus_per_worker: int = 1, task_timeout_s: float | None = None,
                  startup_timeout_s: float = 600.0):
         self.num_workers = num_workers or default_num_workers()
-        if not worker_config.threads and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        self.gpus = visible_gpus()
+        if not worker_config.threads and not self.gpus:
             # Share the CPU cores out among the workers.
             worker_config = dataclasses.replace(
                 worker_config, threads=max(1, _cpu_count() // self.num_workers))
         self.worker_config = worker_config
         self.gpus_per_worker = gpus_per_worker
-        self.task_timeout_s = task_timeout_s
+        self.task_timeout_s = task_timeout_s or default_task_timeout()
         self.startup_timeout_s = startup_timeout_s
         self.context = multiprocessing.get_context("spawn")
         self.workers: dict[str, dict[str, Any]] = {}
@@ -182,10 +227,9 @@ class LocalExecutor:
         task_reader, task_writer = self.context.Pipe(duplex=False)
         result_reader, result_writer = self.context.Pipe(duplex=False)
         environment_backup = os.environ.get("CUDA_VISIBLE_DEVICES")
-        gpus = [g for g in (environment_backup or "").split(",") if g.strip()]
-        if gpus and self.gpus_per_worker == 1:
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-        elif gpus and self.gpus_per_worker == 0:
+        if self.gpus and self.gpus_per_worker == 1:
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.gpus[index % len(self.gpus)]
+        elif self.gpus and self.gpus_per_worker == 0:
             os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
         try:
             process = self.context.Process(
@@ -326,12 +370,13 @@ class RayExecutor:
         num_workers: actors; None for one per CPU of the cluster divided by `cpus_per_worker`.
         cpus_per_worker: CPUs reserved per actor; also its TensorFlow thread count.
         gpus_per_worker: GPUs reserved per actor.
-        task_timeout_s: hard limit per task; an actor past it is killed and replaced.
+        task_timeout_s: hard limit per task; an actor past it is killed and replaced. None
+            derives it from `train_child.time_limit_s` (see `default_task_timeout`).
     """
 
     def __init__(self, worker_config: WorkerConfig, address: str | None = None,
                  num_workers: int | None = None, cpus_per_worker: int = 1,
-                 gpus_per_worker: float = 0.0, task_timeout_s: float | None = 3600.0):
+                 gpus_per_worker: float = 0.0, task_timeout_s: float | None = None):
         import ray  # pylint: disable=import-outside-toplevel
 
         self.ray = ray
@@ -341,7 +386,7 @@ class RayExecutor:
         if num_workers is None:
             num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_worker)
         self.num_workers = num_workers
-        self.task_timeout_s = task_timeout_s
+        self.task_timeout_s = task_timeout_s or default_task_timeout()
         self.actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                       max_restarts=0)(_RayWorker)
         self.actors: dict[str, Any] = {}

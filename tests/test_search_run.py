@@ -118,8 +118,14 @@ def test_changed_config_is_rejected(random_search_run, cifar10_dir):
 
 
 def _count(database, query):
+    """Run a COUNT query; 0 while the search has not created its tables yet."""
+    if not database.exists():
+        return 0
     with sqlite3.connect(database) as connection:
-        return connection.execute(query).fetchone()[0]
+        try:
+            return connection.execute(query).fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
 
 
 def test_kill_and_resume_loses_nothing(tmp_path, cifar10_dir):
@@ -139,16 +145,24 @@ def test_kill_and_resume_loses_nothing(tmp_path, cifar10_dir):
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline:
-            if database.exists() and _count(
-                    database, "SELECT COUNT(*) FROM evaluations WHERE status = 'ok'") >= 1:
+            if _count(database, "SELECT COUNT(*) FROM evaluations WHERE status = 'ok'") >= 1:
                 break
             assert process.poll() is None, "the search ended before it could be killed"
             time.sleep(0.5)
         else:
             pytest.fail("no child finished within 600 s")
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        # SIGKILL to the search process alone: its workers must notice and exit by themselves.
+        process.kill()
         process.wait()
+    try:
+        for _ in range(60):
+            os.killpg(process.pid, 0)  # Raises once no process of the group is left.
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("worker processes outlived the killed search by 30 s")
+    except ProcessLookupError:
+        pass
     trained_before = _count(database, "SELECT COUNT(*) FROM evaluations WHERE status = 'ok'")
     assert _count(database, "SELECT COUNT(*) FROM proposals") < 4
 
