@@ -1,9 +1,11 @@
 """Tests for models/translation_data.py and the scoring and result store of the entry point."""
 
 import gzip
+import json
 import shutil
 import sqlite3
 
+import gin
 import numpy as np
 import pytest
 
@@ -166,3 +168,42 @@ def test_record_run_appends_rows(tmp_path):
             "ORDER BY id").fetchall()
     assert rows == [("transformer_tiny", "swish", 3, 12.5, 7, "abc"),
                     ("transformer_tiny", "swish", 4, 12.5, 7, "abc")]
+
+
+def _write_corpus_slice(source_dir, target_dir, lines_per_split):
+    for split, count in lines_per_split.items():
+        for language in ("en", "de"):
+            lines = translation_data.read_gzip_lines(source_dir / f"{split}.{language}.gz")
+            _write_gzip(target_dir / f"{split}.{language}.gz", lines[:count])
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_resumes_and_records(multi30k_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    _write_corpus_slice(multi30k_dir, data_dir,
+                        {"train": 400, "val": 8, "test_2016_flickr": 8})
+    run_dir = tmp_path / "run"
+    gin.bind_parameter("build_transformer.variant", "tiny")
+    gin.bind_parameter("build_transformer.activation", "swish")
+    options = dict(max_tokens=256, max_length=64, vocab_size=600, eval_every=2,
+                   checkpoint_every=2, log_every=1, decode_batch_size=8)
+
+    first = train_translation.train_and_evaluate(str(data_dir), str(run_dir), train_steps=2,
+                                                 **options)
+    assert first["steps"] == 2
+    assert first["activation"] == "swish"
+    assert 0.0 <= first["bleu"] <= 100.0
+    assert (run_dir / "operative_config.gin").is_file()
+    assert (run_dir / "spm_joint.model").is_file()
+    assert len((run_dir / "test_2016_flickr.hyp.de").read_text().splitlines()) == 8
+    assert list((run_dir / "tensorboard").iterdir())
+
+    second = train_translation.train_and_evaluate(str(data_dir), str(run_dir), train_steps=4,
+                                                  **options)
+    assert second["steps"] == 4
+    assert json.loads(second["details"])["resumed_from_step"] == 2
+    assert second["gin_config_hash"] == first["gin_config_hash"]
+    with sqlite3.connect(run_dir / train_translation.RESULTS_DATABASE) as connection:
+        steps = connection.execute("SELECT steps FROM runs ORDER BY id").fetchall()
+    assert steps == [(2,), (4,)]
