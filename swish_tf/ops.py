@@ -49,31 +49,47 @@ def swish(x: tf.Tensor, beta: tf.Tensor | float = 1.0) -> tf.Tensor:
 
     `beta` broadcasts against `x` (a per-channel `(C,)` tensor against `(..., C)` inputs); its
     gradient keeps beta's own shape, unlike `tf.nn.silu` in TF 2.21, which sums a tensor beta's
-    gradient into a scalar.
+    gradient into a scalar. A Python number as `beta` is a constant and gets no gradient.
     """
+    if isinstance(beta, (int, float)):
+        return _swish_constant_beta(x, float(beta))
     return _swish(x, tf.convert_to_tensor(beta, dtype=x.dtype))
+
+
+# Products below use multiply_no_nan, which returns 0 wherever its second factor is 0: x * s
+# is then 0 at x = -inf (where s = 0), and the terms with s (1 - s) vanish at x = +-inf instead
+# of becoming inf * 0 = NaN.
 
 
 @tf.custom_gradient
 def _swish(x: tf.Tensor, beta: tf.Tensor):
     z = beta * x
     s = tf.sigmoid(z)
-    zeros = tf.zeros_like(z)
-    # x * s is NaN only where x = -inf and s = 0; the limit there is 0.
-    y = tf.where(s > 0, x * s, zeros)
 
     def gradient(dy):
-        # dy/dx = s + z s (1 - s) and dy/dbeta = x^2 s (1 - s). Where s (1 - s) is 0 the second
-        # terms are 0 even for infinite x or z, whose products would otherwise be NaN.
+        # dy/dx = s + z s (1 - s) and dy/dbeta = x^2 s (1 - s).
         slope = s * (1.0 - s)
-        active = slope > 0
-        dx = dy * (s + tf.where(active, z * slope, zeros))
-        dbeta = dy * tf.where(active, x * x * slope, zeros)
+        dx = dy * (s + tf.math.multiply_no_nan(z, slope))
+        dbeta = dy * tf.math.multiply_no_nan(x * x, slope)
         _, beta_axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(dbeta), s1=tf.shape(beta))
         dbeta = tf.reshape(tf.reduce_sum(dbeta, axis=beta_axes), tf.shape(beta))
         return dx, dbeta
 
-    return y, gradient
+    return tf.math.multiply_no_nan(x, s), gradient
+
+
+def _swish_constant_beta(x: tf.Tensor, beta: float) -> tf.Tensor:
+    @tf.custom_gradient
+    def forward(inputs):
+        z = beta * inputs
+        s = tf.sigmoid(z)
+
+        def gradient(dy):
+            return dy * (s + tf.math.multiply_no_nan(z, s * (1.0 - s)))
+
+        return tf.math.multiply_no_nan(inputs, s), gradient
+
+    return forward(x)
 
 
 def _unary_kernels() -> dict[str, Callable]:
@@ -193,7 +209,7 @@ def _evaluate(node: Node, x: tf.Tensor, betas: Iterator[tf.Tensor]) -> tf.Tensor
         operand, scale_node = swish_match
         value = _evaluate(operand, x, betas)
         if scale_node is None:
-            return swish(value, 1.0)
+            return swish(value, 1.0)  # A constant beta of 1: Swish-1.
         return swish(value, tf.cast(_next_beta(betas, scale_node), x.dtype))
 
     beta = _next_beta(betas, node) if node.uses_beta else None

@@ -29,10 +29,10 @@ def value_and_gradient(text, x, dtype=tf.float32, jit_compile=None, betas=None):
 SWISH_POINTS = [-np.inf, -1e4, -100.0, -20.0, -5.0, -1.0, 0.0, 1.0, 5.0, 20.0, 1e4, np.inf]
 
 
+@pytest.mark.parametrize("text", ["x * sigmoid(beta * x)", "x * sigmoid(x)"])
 @pytest.mark.parametrize("jit_compile", [None, False, True])
-def test_swish_is_finite_on_extreme_inputs(jit_compile):
-    values, gradient = value_and_gradient("x * sigmoid(beta * x)", SWISH_POINTS,
-                                          jit_compile=jit_compile)
+def test_swish_is_finite_on_extreme_inputs(text, jit_compile):
+    values, gradient = value_and_gradient(text, SWISH_POINTS, jit_compile=jit_compile)
     assert not np.isnan(values).any()
     assert not np.isnan(gradient).any()
     assert values[-1] == np.inf
