@@ -43,7 +43,8 @@ class ConvOptions:
     filter_scale: float = 1.0
 
     def filters(self, count: int) -> int:
-        return max(1, int(round(count * self.filter_scale)))
+        # Truncation, as keras.applications.MobileNet applies its width multiplier.
+        return max(1, int(count * self.filter_scale))
 
     def kernel_regularizer(self) -> keras.regularizers.Regularizer | None:
         if self.weight_decay == 0.0:

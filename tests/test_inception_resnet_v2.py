@@ -64,7 +64,7 @@ def test_full_model_matches_keras_applications():
     assert CountingActivation.instances == 243 + 1
     assert inception_resnet_v2.count_nonlinearities() == 243
     assert model.count_params() == reference.count_params() == 55_873_736
-    # Same layers with the same weight shapes; only the classifier differs in name.
+    # Same layer types with the same weight shapes.
     assert weight_shapes_by_layer_type(model) == weight_shapes_by_layer_type(reference)
     reference_relus = [layer for layer in reference.layers
                        if isinstance(layer, keras.layers.Activation)]
