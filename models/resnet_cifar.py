@@ -3,8 +3,8 @@
 The child network of "Searching for Activation Functions" is ResNet-20 trained on CIFAR-10.
 The CIFAR variant has depth 6n + 2. A 3x3 stem convolution with 16 filters comes first, then
 three stages of n basic blocks with 16, 32 and 64 filters on 32x32, 16x16 and 8x8 feature maps,
-then global average pooling and a dense softmax classifier. The first block of stages 2 and 3 halves the
-feature map with stride 2.
+then global average pooling and a dense softmax classifier. The first block of stages 2 and 3
+halves the feature map with stride 2.
 
 Shortcuts follow the CIFAR experiments of He et al. (option A): identity everywhere, and where
 the shape changes the shortcut takes every second pixel and pads the new channels with zeros,

@@ -33,9 +33,11 @@ STATUSES = ("ok", "diverged", "invalid", "timeout", "error")
 PRECISIONS = ("float32", "mixed_bfloat16")
 SCHEDULES = ("cosine", "step", "constant")
 STRATEGIES = ("default", "one_device", "mirrored", "tpu")
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
 
 # `train_loss` is the mean cross-entropy over the final steps of training, at most this many.
 _TRAIN_LOSS_WINDOW = 100
+_LOG_EVERY_STEPS = 500
 
 
 @dataclasses.dataclass
@@ -52,7 +54,8 @@ class ChildResult:
       train_loss: mean training cross-entropy (without weight decay) over the last steps, at
         most 100; None if none ran or it is not finite.
       steps: optimizer steps run.
-      images_per_sec: training throughput after the first loop call (which includes tracing).
+      images_per_sec: training throughput after the first loop call, which includes tracing
+        (or of the first call, if no other ran).
       wall_time_s: seconds from the call of `train_child` to its return.
       seed: the seed of the run.
     """
@@ -217,7 +220,7 @@ def train_child(activation: Any, data: cifar.CifarSplits, *, seed: int = 0,
                 max_validation_examples: int | None = None, time_limit_s: float | None = None,
                 jit_compile: bool = False, precision: str = "float32",
                 strategy: str = "default", data_threads: int | None = None,
-                check_validity: bool = True) -> ChildResult:
+                check_validity: bool = True, throughput_clock: str = "wall") -> ChildResult:
     """Train a CIFAR ResNet with `activation` at every nonlinearity; score it on validation.
 
     Resets the Keras session and seeds Python, NumPy and TensorFlow at the start, so the same
@@ -252,6 +255,9 @@ def train_child(activation: Any, data: cifar.CifarSplits, *, seed: int = 0,
       check_validity: before training, run `swish_tf.check_expression` on an expression
         string and report status "invalid" if its values or gradients cannot train (for
         example a constant output or a NaN gradient on typical inputs).
+      throughput_clock: clock of `images_per_sec`: "wall" (elapsed time) or "process" (CPU
+        time of all threads of this process). With one TensorFlow thread, the process clock
+        approximates the speed on an unshared core even when other processes share the CPU.
 
     Returns:
       The `ChildResult`. This function does not raise for bad candidates or failed training.
@@ -264,8 +270,8 @@ def train_child(activation: Any, data: cifar.CifarSplits, *, seed: int = 0,
     _check_hyperparameters(train_steps=train_steps, batch_size=batch_size,
                            learning_rate=learning_rate, schedule=schedule,
                            warmup_steps=warmup_steps, steps_per_loop=steps_per_loop,
-                           eval_batch_size=eval_batch_size,
-                           precision=precision, model=model, time_limit_s=time_limit_s)
+                           eval_batch_size=eval_batch_size, precision=precision, model=model,
+                           time_limit_s=time_limit_s, throughput_clock=throughput_clock)
     spec = activation if isinstance(activation, str) else repr(activation)
     progress = {"steps": 0, "images_per_sec": 0.0, "train_loss": None}
 
@@ -302,7 +308,7 @@ def train_child(activation: Any, data: cifar.CifarSplits, *, seed: int = 0,
             deadline=None if time_limit_s is None else start + time_limit_s,
             time_limit_s=time_limit_s,
             jit_compile=jit_compile, precision=precision, strategy_kind=strategy,
-            data_threads=data_threads)
+            data_threads=data_threads, clock=CLOCKS[throughput_clock])
     except _Diverged as e:
         return result("diverged", str(e))
     except _Timeout as e:
@@ -315,8 +321,8 @@ def train_child(activation: Any, data: cifar.CifarSplits, *, seed: int = 0,
 
 
 def _check_hyperparameters(*, train_steps, batch_size, learning_rate, schedule, warmup_steps,
-                           steps_per_loop, eval_batch_size, precision, model,
-                           time_limit_s) -> None:
+                           steps_per_loop, eval_batch_size, precision, model, time_limit_s,
+                           throughput_clock) -> None:
     for name, value in (("train_steps", train_steps), ("batch_size", batch_size),
                         ("steps_per_loop", steps_per_loop), ("eval_batch_size", eval_batch_size)):
         if not isinstance(value, int) or value <= 0:
@@ -329,6 +335,9 @@ def _check_hyperparameters(*, train_steps, batch_size, learning_rate, schedule, 
         raise ValueError(f"warmup_steps must be in (0, train_steps) and needs the cosine "
                          f"schedule; received warmup_steps={warmup_steps}, schedule={schedule!r}, "
                          f"train_steps={train_steps}.")
+    if throughput_clock not in CLOCKS:
+        raise ValueError(f"Unknown throughput_clock {throughput_clock!r}; expected one of "
+                         f"{tuple(CLOCKS)}.")
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; expected one of {PRECISIONS}.")
     if model not in resnet_cifar.VARIANTS:
@@ -355,7 +364,7 @@ def _train_and_evaluate(activation, data: cifar.CifarSplits, progress: dict[str,
                         seed, model_name, train_steps, batch_size, learning_rate, schedule,
                         warmup_steps, momentum, nesterov, weight_decay, steps_per_loop,
                         eval_batch_size, max_validation_examples, deadline, time_limit_s,
-                        jit_compile, precision, strategy_kind, data_threads) -> float:
+                        jit_compile, precision, strategy_kind, data_threads, clock) -> float:
     """Run training, then validation; update `progress` in place; return the accuracy.
 
     Raises:
@@ -413,6 +422,7 @@ def _train_and_evaluate(activation, data: cifar.CifarSplits, progress: dict[str,
         return loss_sum
 
     recent_losses = collections.deque()  # (loss sum, steps) of the last calls.
+    loop_start = clock()  # `clock` measures throughput.
     timed_start = None
     timed_steps = 0
     while progress["steps"] < train_steps:
@@ -421,11 +431,15 @@ def _train_and_evaluate(activation, data: cifar.CifarSplits, progress: dict[str,
         first_step = progress["steps"] + 1
         progress["steps"] += num_steps
         now = time.perf_counter()
+        clock_now = clock()
         if timed_start is None:
-            timed_start = now  # The first call traces the loop; leave it out of throughput.
+            # The first call traces the loop, so later calls measure throughput. Until one
+            # ends, the only measure includes the tracing.
+            timed_start = clock_now
+            progress["images_per_sec"] = num_steps * batch_size / (clock_now - loop_start)
         else:
             timed_steps += num_steps
-            progress["images_per_sec"] = timed_steps * batch_size / (now - timed_start)
+            progress["images_per_sec"] = timed_steps * batch_size / (clock_now - timed_start)
         if not math.isfinite(loss_sum):
             raise _Diverged(f"training loss became {loss_sum} in steps {first_step}-"
                             f"{progress['steps']} of {train_steps}")
@@ -434,13 +448,13 @@ def _train_and_evaluate(activation, data: cifar.CifarSplits, progress: dict[str,
             recent_losses.popleft()
         progress["train_loss"] = (sum(s for s, _ in recent_losses)
                                   / sum(n for _, n in recent_losses))
+        if progress["steps"] // _LOG_EVERY_STEPS > (first_step - 1) // _LOG_EVERY_STEPS:
+            logging.info("Step %d of %d: train loss %.4f, %.0f images/s", progress["steps"],
+                         train_steps, progress["train_loss"], progress["images_per_sec"])
         if deadline is not None and now > deadline:
             raise _Timeout(f"timed out after {progress['steps']} of {train_steps} steps: "
                            f"{now - deadline + time_limit_s:.1f} s passed the time limit of "
                            f"{time_limit_s:g} s")
-    if timed_start is not None and timed_steps == 0:
-        # One call ran all steps; its time includes tracing.
-        progress["images_per_sec"] = progress["steps"] * batch_size / (now - timed_start + 1e-9)
 
     return _evaluate(model, data, strategy, eval_batch_size=eval_batch_size,
                      max_examples=max_validation_examples, data_threads=data_threads)

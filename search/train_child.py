@@ -4,10 +4,11 @@ r"""Train one child network with a candidate activation and print its result as 
       --data_dir=/path/to/cifar10 --gin_file=gin_configs/child/quick_cpu.gin
 
 `--data_dir` takes the `cifar-10-batches-py` directory, a directory that contains it or the
-official `cifar-10-python.tar.gz`, or the archive itself. Run it from the repository root,
-because Gin resolves the `include` lines of the config files against the working directory. Hyperparameters come from Gin
-(`train_child.*`, `resnet_cifar.*`, `configure_threads.*`). The only line on stdout is the
-result record in strict JSON; logs go to stderr.
+official `cifar-10-python.tar.gz`, or the archive itself. Hyperparameters come from Gin
+(`train_child.*`, `resnet_cifar.*`, `configure_threads.*`, `get_strategy.*`). Run it from the
+repository root, because Gin resolves the `include` lines of the config files against the
+working directory. The only line on stdout is the result record in strict JSON, and logs go
+to stderr.
 """
 
 from absl import app

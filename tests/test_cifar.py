@@ -191,7 +191,8 @@ def test_cifar100_layout_reads_fine_labels(cifar10_dir, tmp_path):
     directory.mkdir()
     with open(cifar10_dir / "data_batch_1", "rb") as f:
         batch = pickle.load(f, encoding="bytes")
-    fine_labels = {"train": [i % 100 for i in range(200)], "test": [99 - i % 100 for i in range(100)]}
+    fine_labels = {"train": [i % 100 for i in range(200)],
+                   "test": [99 - i % 100 for i in range(100)]}
     for name, count in (("train", 200), ("test", 100)):
         with open(directory / name, "wb") as f:
             pickle.dump({b"data": batch[b"data"][:count], b"fine_labels": fine_labels[name],

@@ -1,4 +1,4 @@
-"""Tests of models.resnet_cifar: structure, parameter counts and the activation at every position."""
+"""Tests of models.resnet_cifar: structure, parameter counts, an activation at every position."""
 
 import gin
 import keras
