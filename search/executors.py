@@ -78,7 +78,8 @@ class ChildWorker:
     """State of one worker: configured TensorFlow, parsed Gin and loaded data."""
 
     def __init__(self, config: WorkerConfig):
-        from search import child_trainer, gin_utils  # pylint: disable=import-outside-toplevel
+        from search import child_trainer  # pylint: disable=import-outside-toplevel
+        from swish_tf import gin_utils  # pylint: disable=import-outside-toplevel
         from swish_tf.data import cifar  # pylint: disable=import-outside-toplevel
 
         gin_utils.parse_gin(config.gin_files, config.gin_bindings)

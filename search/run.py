@@ -16,7 +16,8 @@ from absl import flags
 from absl import logging
 import gin
 
-from search import executors, gin_utils, report, runner
+from search import executors, report, runner
+from swish_tf import gin_utils
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin files, parsed in order.")
@@ -46,8 +47,7 @@ def main(argv):
         f.write(config_text)
 
     worker_config = executors.WorkerConfig(
-        gin_files=tuple(os.path.abspath(path) if os.path.exists(path) else path
-                        for path in FLAGS.gin_file),
+        gin_files=tuple(gin_utils.resolve_gin_file(path) for path in FLAGS.gin_file),
         gin_bindings=tuple(FLAGS.gin_param), data_dir=os.path.abspath(FLAGS.data_dir),
         dataset=FLAGS.dataset)
 

@@ -62,7 +62,10 @@ def get_activation(spec) -> keras.layers.Layer:
         TypeError: `spec` is of another type.
     """
     if isinstance(spec, keras.layers.Layer):
-        return type(spec).from_config(spec.get_config())
+        # Without its name, so that Keras gives each clone a unique one.
+        config = spec.get_config()
+        config.pop("name", None)
+        return type(spec).from_config(config)
     if isinstance(spec, type) and issubclass(spec, keras.layers.Layer):
         return spec()
     if isinstance(spec, str):

@@ -42,6 +42,16 @@ def test_each_call_returns_new_layer():
     assert clone.expression == "max(x, sigmoid(x))"
 
 
+def test_layer_clones_fit_in_one_model():
+    template = swish_tf.ExpressionActivation("max(x, sigmoid(x))", name="searched")
+    inputs = keras.Input((4,))
+    hidden = get_activation(template)(keras.layers.Dense(4)(inputs))
+    outputs = get_activation(template)(keras.layers.Dense(4)(hidden))
+    model = keras.Model(inputs, outputs)
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+
+
 def test_expression_and_callable_specs():
     assert get_activation("cos(x) - x").expression == "cos(x) - x"
     layer = get_activation(tf.nn.relu)

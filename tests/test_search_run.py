@@ -11,8 +11,9 @@ import time
 import gin
 import pytest
 
-from search import executors, gin_utils, report, runner
+from search import executors, report, runner
 from search.store import ConfigMismatchError, SearchStore
+from swish_tf import gin_utils
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_FILES = ("gin_configs/search/quick_cpu.gin", "gin_configs/child/tiny.gin")
