@@ -133,9 +133,6 @@ def test_tiny_trains_and_evaluates_on_images(image_folder):
     assert all(changed)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="swish_tf.get_activation clones a layer with its name, and a Keras "
-                          "model rejects 27 layers named 're_lu'")
 def test_relu6_layer_instance_builds():
     model = mobilenet.mobilenet_tiny(keras.layers.ReLU(6.0))
     relu6_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.ReLU)]
