@@ -1,13 +1,15 @@
 r"""Train one child network with a candidate activation and print its result as one JSON line.
 
-  python -m search.train_child --activation="x * sigmoid(beta * x)" \
-      --data_dir=/path/to/cifar10 --gin_file=gin_configs/child/quick_cpu.gin
+  python -m search.train_child --activation="x * sigmoid(beta * x)" --data_dir=/path/to/cifar10
+
+Without --gin_file the child trains on the quick CPU budget (`gin_configs/child/quick_cpu.gin`,
+a few minutes); pass `--gin_file=gin_configs/child/paper.gin` for the 10,000 steps of
+"Searching for Activation Functions".
 
 `--data_dir` takes the `cifar-10-batches-py` directory, a directory that contains it or the
 official `cifar-10-python.tar.gz`, or the archive itself. Hyperparameters come from Gin
-(`train_child.*`, `resnet_cifar.*`, `configure_threads.*`, `get_strategy.*`). Run it from the
-repository root, because Gin resolves the `include` lines of the config files against the
-working directory. The only line on stdout is the result record in strict JSON, and logs go
+(`train_child.*`, `resnet_cifar.*`, `configure_threads.*`, `get_strategy.*`); Gin file paths
+may be relative to the working directory or to the repository root. The only line on stdout is the result record in strict JSON, and logs go
 to stderr.
 """
 
@@ -17,6 +19,7 @@ from absl import logging
 import gin
 
 from search import child_trainer
+from swish_tf import gin_utils
 from swish_tf.data import cifar
 
 _ACTIVATION = flags.DEFINE_string(
@@ -30,18 +33,18 @@ _TFDS = flags.DEFINE_bool("tfds", False, "Read --data_dir as a tensorflow-datase
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and augmentation.")
 _SPLIT_SEED = flags.DEFINE_integer(
     "split_seed", 0, "Seed of the validation split; keep it fixed across the children of a search.")
-_GIN_FILES = flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
+_GIN_FILES = flags.DEFINE_multi_string(
+    "gin_file", ["gin_configs/child/quick_cpu.gin"], "Gin config files, applied in order.")
 _GIN_PARAMS = flags.DEFINE_multi_string(
     "gin_param", [], "Gin bindings applied after the files, e.g. 'train_child.train_steps=100'.")
 
 
 def _parse_gin(files: list[str], bindings: list[str]) -> None:
     try:
-        gin.parse_config_files_and_bindings(files, bindings, skip_unknown=False)
-    except (ValueError, LookupError, SyntaxError, OSError) as e:
-        raise app.UsageError(
-            f"Invalid Gin configuration (files {files}, bindings {bindings}): {e}. Configurable "
-            "names here are train_child, configure_threads, get_strategy and resnet_cifar.") from e
+        gin_utils.parse_gin(files, bindings)
+    except gin_utils.GinConfigError as e:
+        raise app.UsageError(f"{e} Configurable names here are train_child, configure_threads, "
+                             "get_strategy and resnet_cifar.") from e
 
 
 def main(argv: list[str]) -> None:
