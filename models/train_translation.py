@@ -32,15 +32,7 @@ import tensorflow as tf
 
 from models import transformer
 from models import translation_data
-
-FLAGS = flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
-GIN_PARAMS = flags.DEFINE_multi_string(
-    "gin_param", [], "Gin bindings applied after the files, e.g. "
-    "'build_transformer.activation = \"swish\"'.")
-DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "For multi30k: the directory with train/val/test_2016_flickr .en.gz and "
-    ".de.gz files. For wmt14: the tensorflow-datasets data directory (default: tfds's own).")
-RUN_DIR = flags.DEFINE_string("run_dir", None, "Directory for checkpoints, logs and results.")
+from swish_tf import gin_utils
 
 RESULTS_DATABASE = "results.sqlite"
 
@@ -277,15 +269,34 @@ def _activation_name() -> str:
     return str(gin.query_parameter("build_transformer.activation"))
 
 
+def _define_flags() -> None:
+    """Define the command-line flags; only when run as a program, so that importing this
+    module next to other entry points (as the tests do) defines no duplicate flags."""
+    flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
+    flags.DEFINE_multi_string(
+        "gin_param", [], "Gin bindings applied after the files, e.g. "
+        "'build_transformer.activation = \"swish\"'.")
+    flags.DEFINE_string(
+        "data_dir", None, "For multi30k: the directory with train/val/test_2016_flickr .en.gz "
+        "and .de.gz files. For wmt14: the tensorflow-datasets data directory (default: tfds's "
+        "own).")
+    flags.DEFINE_string("run_dir", None, "Directory for checkpoints, logs and results.")
+
+
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not RUN_DIR.value:
+    values = flags.FLAGS
+    if not values.run_dir:
         raise app.UsageError("--run_dir is required.")
-    gin.parse_config_files_and_bindings(FLAGS.value, GIN_PARAMS.value)
+    try:
+        gin_utils.parse_gin(values.gin_file, values.gin_param)
+    except gin_utils.GinConfigError as error:
+        raise app.UsageError(str(error)) from error
     logging.info("Gin config:\n%s", gin.config_str())
-    train_and_evaluate(DATA_DIR.value, RUN_DIR.value)
+    train_and_evaluate(values.data_dir, values.run_dir)
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -22,21 +22,24 @@ from search import child_trainer
 from swish_tf import gin_utils
 from swish_tf.data import cifar
 
-_ACTIVATION = flags.DEFINE_string(
-    "activation", None, "Activation of the child: a registry name such as 'relu' or an "
-    "expression such as 'max(x, sigmoid(x))'.", required=True)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "CIFAR location: the official python layout (directory or .tar.gz), or "
-    "with --tfds a prepared tensorflow-datasets data_dir.", required=True)
-_DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar100"], "Dataset.")
-_TFDS = flags.DEFINE_bool("tfds", False, "Read --data_dir as a tensorflow-datasets data_dir.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and augmentation.")
-_SPLIT_SEED = flags.DEFINE_integer(
-    "split_seed", 0, "Seed of the validation split; keep it fixed across the children of a search.")
-_GIN_FILES = flags.DEFINE_multi_string(
-    "gin_file", ["gin_configs/child/quick_cpu.gin"], "Gin config files, applied in order.")
-_GIN_PARAMS = flags.DEFINE_multi_string(
-    "gin_param", [], "Gin bindings applied after the files, e.g. 'train_child.train_steps=100'.")
+def _define_flags() -> None:
+    """Define the command-line flags; only when run as a program, so that importing this
+    module next to other entry points (as the tests do) defines no duplicate flags."""
+    flags.DEFINE_string(
+        "activation", None, "Activation of the child: a registry name such as 'relu' or an "
+        "expression such as 'max(x, sigmoid(x))'.", required=True)
+    flags.DEFINE_string(
+        "data_dir", None, "CIFAR location: the official python layout (directory or .tar.gz), "
+        "or with --tfds a prepared tensorflow-datasets data_dir.", required=True)
+    flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar100"], "Dataset.")
+    flags.DEFINE_bool("tfds", False, "Read --data_dir as a tensorflow-datasets data_dir.")
+    flags.DEFINE_integer("seed", 0, "Seed of initialization, shuffling and augmentation.")
+    flags.DEFINE_integer("split_seed", 0, "Seed of the validation split; keep it fixed across "
+                         "the children of a search.")
+    flags.DEFINE_multi_string("gin_file", ["gin_configs/child/quick_cpu.gin"],
+                              "Gin config files, applied in order.")
+    flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, e.g. "
+                              "'train_child.train_steps=100'.")
 
 
 def _parse_gin(files: list[str], bindings: list[str]) -> None:
@@ -50,18 +53,20 @@ def _parse_gin(files: list[str], bindings: list[str]) -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    _parse_gin(_GIN_FILES.value, _GIN_PARAMS.value)
+    values = flags.FLAGS
+    _parse_gin(values.gin_file, values.gin_param)
     child_trainer.configure_threads()  # Before any TensorFlow op runs.
-    if _TFDS.value:
-        data = cifar.load_tfds(_DATASET.value, data_dir=_DATA_DIR.value, seed=_SPLIT_SEED.value)
-    elif _DATASET.value == "cifar100":
-        data = cifar.load_cifar100(_DATA_DIR.value, seed=_SPLIT_SEED.value)
+    if values.tfds:
+        data = cifar.load_tfds(values.dataset, data_dir=values.data_dir, seed=values.split_seed)
+    elif values.dataset == "cifar100":
+        data = cifar.load_cifar100(values.data_dir, seed=values.split_seed)
     else:
-        data = cifar.load_cifar10(_DATA_DIR.value, seed=_SPLIT_SEED.value)
-    result = child_trainer.train_child(_ACTIVATION.value, data, seed=_SEED.value)
+        data = cifar.load_cifar10(values.data_dir, seed=values.split_seed)
+    result = child_trainer.train_child(values.activation, data, seed=values.seed)
     logging.info("Operative Gin config:\n%s", gin.operative_config_str())
     print(result.to_json(), flush=True)
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
