@@ -22,6 +22,7 @@ setuptools.setup(
         "matplotlib>=3.8",
         "sacrebleu>=2.4",
         "sentencepiece>=0.2",
+        "tensorboard>=2.16",  # tf.summary needs it to write event files
         "ray>=2.40",
     ],
     extras_require={
