@@ -94,7 +94,7 @@ def evaluate_loss(model, dataset, label_smoothing: float) -> float:
     return nll_total / max(token_total, 1.0)
 
 
-@gin.configurable(denylist=["data_dir", "run_dir"])
+@gin.configurable("train_translation", denylist=["data_dir", "run_dir"])
 def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 300_000,
                        max_tokens: int = 4096, max_length: int = 256, vocab_size: int = 32_000,
                        label_smoothing: float = 0.1, seed: int = 0, eval_every: int = 1000,
