@@ -270,8 +270,11 @@ def _activation_name() -> str:
 
 
 def _define_flags() -> None:
-    """Define the command-line flags; only when run as a program, so that importing this
-    module next to other entry points (as the tests do) defines no duplicate flags."""
+    """Define the command-line flags.
+
+    Called only when the module runs as a program, so importing it next to other entry points,
+    as the tests do, defines no duplicate flags.
+    """
     flags.DEFINE_multi_string("gin_file", [], "Gin config files, applied in order.")
     flags.DEFINE_multi_string(
         "gin_param", [], "Gin bindings applied after the files, e.g. "

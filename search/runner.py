@@ -212,7 +212,7 @@ class SearchRunner:
         while True:
             exhausted = False
             # Propose while a worker would otherwise idle. Duplicates and invalid candidates
-            # are answered at once and leave the queue empty, so proposing goes on.
+            # are resolved at once and leave the queue empty, so proposing goes on.
             while len(self.queue) < executor.idle_slots():
                 candidate = self.algorithm.propose()
                 if candidate is None:
@@ -231,7 +231,7 @@ class SearchRunner:
         return candidate.train_steps or self.train_steps
 
     def _resolve(self, candidate: algorithms.Candidate, resumed: bool = False) -> None:
-        """Answer a proposal from the store or the validity check, or queue it for training."""
+        """Resolve a proposal from the store or the validity check, or queue it for training."""
         tree = parser.parse_expression(candidate.expression)
         canonical = expressions.canonical_key(tree)
         fingerprint = expressions.fingerprint(tree)

@@ -62,13 +62,13 @@ CREATE TABLE IF NOT EXISTS state (
 );
 """
 
-# How a proposal was resolved: trained now, taken from an earlier evaluation, or rejected by
-# the validity check without training.
+# Outcomes of a proposal: trained now, taken from an earlier evaluation, or rejected by the
+# validity check without training.
 OUTCOMES = ("trained", "duplicate", "invalid")
 
 
 class ConfigMismatchError(RuntimeError):
-    """The run directory holds a search made with a different configuration."""
+    """The run directory contains a search made with a different configuration."""
 
 
 def _finite(value: Any) -> Any:
@@ -115,7 +115,7 @@ class SearchStore:
         elif stored != config_hash:
             if not allow_config_change:
                 raise ConfigMismatchError(
-                    f"The run directory {run_dir} holds a search made with another configuration "
+                    f"The run directory {run_dir} contains a search made with another configuration "
                     f"(hash {stored}, now {config_hash}). Use a new --run_dir, or pass "
                     "--allow_config_change to continue this search under the new configuration.")
             self.set_meta("config_hash", config_hash)

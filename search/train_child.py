@@ -23,8 +23,11 @@ from swish_tf import gin_utils
 from swish_tf.data import cifar
 
 def _define_flags() -> None:
-    """Define the command-line flags; only when run as a program, so that importing this
-    module next to other entry points (as the tests do) defines no duplicate flags."""
+    """Define the command-line flags.
+
+    Called only when the module runs as a program, so importing it next to other entry points,
+    as the tests do, defines no duplicate flags.
+    """
     flags.DEFINE_string(
         "activation", None, "Activation of the child: a registry name such as 'relu' or an "
         "expression such as 'max(x, sigmoid(x))'.", required=True)

@@ -7,7 +7,7 @@ import gin
 import keras
 import pytest
 
-# Tests that need real data read it from this directory, which holds `cifar10/` (the official
+# Tests that need real data read it from this directory, which contains `cifar10/` (the official
 # `cifar-10-batches-py` layout) and `multi30k/`. CI must set it: there a missing directory
 # fails the run instead of skipping the data tests.
 DATA_DIR_VARIABLE = "SWISH_TF_DATA_DIR"

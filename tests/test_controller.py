@@ -34,7 +34,9 @@ def test_samples_respect_masks():
     tokens, log_probs = controller.policy.sample(40, np.random.default_rng(0))
     for row in tokens:
         space.validate(row)
-    assert (tokens[:, 0] == 0).all() and (tokens[:, 1] == 0).all()  # Unit 0 reads only x.
+    # Unit 0 reads only x.
+    assert (tokens[:, 0] == 0).all()
+    assert (tokens[:, 1] == 0).all()
     assert (tokens[:, 2] == 0).all()  # The left unary offers only identity.
     assert (log_probs <= 0).all()
     recomputed, _ = controller.policy.log_probs_and_entropy(tf.constant(tokens, tf.int32))

@@ -1,4 +1,5 @@
-"""Parser and printer: the paper's printed forms, precedence, round trips and errors."""
+"""Parser and printer: the printed forms of "Searching for Activation Functions", precedence,
+round trips and errors."""
 
 import numpy as np
 import pytest
