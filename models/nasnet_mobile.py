@@ -272,6 +272,6 @@ def nasnet_large(activation: Any = "relu", num_classes: int = 1000,
 
 
 def nasnet_tiny(activation: Any = "relu", num_classes: int = 10) -> keras.Model:
-    """Build a test-only NASNet-A (1 @ 96) for 32x32 input."""
+    """Build a test-only NASNet-A (1 @ 192) for 32x32 input."""
     return nasnet_a(activation, num_classes, image_size=32, num_normal_cells=1,
-                    penultimate_filters=96, stem_filters=8)
+                    penultimate_filters=192, stem_filters=8)

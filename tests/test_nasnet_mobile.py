@@ -14,7 +14,7 @@ from test_imagenet_data import write_cifar_image_folder
 
 ACTIVATIONS = swish_tf.BENCHMARK_ACTIVATIONS + ("max(x, sigmoid(x))",)
 TINY_IMAGE_SIZE = 32
-# Activation layers of Mobile NASNet-A (4 @ 1056) and of the tiny variant (1 @ 96).
+# Activation layers of Mobile NASNet-A (4 @ 1056) and of the tiny variant (1 @ 192).
 MOBILE_NONLINEARITIES = 192
 TINY_NONLINEARITIES = 83
 
