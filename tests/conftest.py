@@ -56,3 +56,14 @@ def clean_state():
     yield
     gin.clear_config()
     keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def cifar_test_batch(cifar10_dir: pathlib.Path):
+    """The first 8 CIFAR-10 test images, normalized as for training, and their labels."""
+    import numpy as np
+    from swish_tf.data import cifar
+
+    splits = cifar.load_cifar10(cifar10_dir)
+    images = (splits.test_images[:8] / 255.0 - splits.channel_mean) / splits.channel_std
+    return images.astype(np.float32), splits.test_labels[:8]

@@ -236,7 +236,7 @@ TINY_MODEL_BINDINGS = {
         75, ["inception_v3.image_size = 75", "inception_v3.filter_scale = 0.0625"]),
     "imagenet_nasnet_mobile.gin": (
         32, ["nasnet_a.image_size = 32", "nasnet_a.num_normal_cells = 1",
-             "nasnet_a.penultimate_filters = 96", "nasnet_a.stem_filters = 8"]),
+             "nasnet_a.penultimate_filters = 192", "nasnet_a.stem_filters = 8"]),
     "imagenet_mobilenet.gin": (32, ["mobilenet.image_size = 32", "mobilenet.alpha = 0.25"]),
 }
 

@@ -5,32 +5,8 @@ import keras
 import numpy as np
 import pytest
 
+from model_testing import CountingActivation
 from models import resnet_cifar
-
-
-class CountingReLU(keras.layers.Layer):
-    """ReLU that counts its instances, to prove the model builds one per nonlinearity."""
-
-    instances = 0
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        type(self).instances += 1
-
-    def call(self, inputs):
-        return keras.ops.relu(inputs)
-
-    def get_config(self):
-        # NOTE: get_activation clones a layer from its config. A config with the name makes
-        # every clone share it, and keras.Model rejects duplicate layer names.
-        config = super().get_config()
-        config.pop("name")
-        return config
-
-
-@pytest.fixture(autouse=True)
-def reset_counter():
-    CountingReLU.instances = 0
 
 
 def _parameter_counts(model):
@@ -56,10 +32,11 @@ def test_resnet56_parameter_count():
 @pytest.mark.parametrize("variant, positions", [
     ("resnet_tiny", 7), ("resnet20", 19), ("resnet32", 31), ("resnet110", 109)])
 def test_activation_at_every_position(variant, positions):
-    activation = CountingReLU()
+    CountingActivation.instances = 0
+    activation = CountingActivation()
     model = resnet_cifar.build_variant(variant, activation=activation)
-    assert CountingReLU.instances == positions + 1
-    used = [layer for layer in model.layers if isinstance(layer, CountingReLU)]
+    assert CountingActivation.instances == positions + 1
+    used = [layer for layer in model.layers if isinstance(layer, CountingActivation)]
     assert len(used) == positions
     assert activation not in used
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model_testing import CountingActivation
 from models import train_translation  # noqa: F401  (registers the training configurables)
 from models import transformer
 from models import translation_data
@@ -15,19 +16,6 @@ from models import translation_data
 VOCAB_SIZE = 50
 TINY_LAYERS = transformer.VARIANTS["tiny"]["num_layers"]
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs" / "transformer"
-
-
-class CountingReLU(keras.layers.Layer):
-    """ReLU that counts how many instances were created."""
-
-    instances = 0
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        CountingReLU.instances += 1
-
-    def call(self, x):
-        return tf.nn.relu(x)
 
 
 def _ids(rows):
@@ -40,13 +28,13 @@ def _feed_forward_activations(model):
 
 
 def test_counting_activation_reaches_every_feed_forward():
-    CountingReLU.instances = 0
-    original = CountingReLU()
+    CountingActivation.instances = 0
+    original = CountingActivation()
     model = transformer.build_transformer(VOCAB_SIZE, variant="tiny", activation=original)
     # One activation per feed-forward layer (encoder and decoder), plus the original.
-    assert CountingReLU.instances == 2 * TINY_LAYERS + 1
+    assert CountingActivation.instances == 2 * TINY_LAYERS + 1
     activations = _feed_forward_activations(model)
-    assert all(isinstance(a, CountingReLU) for a in activations)
+    assert all(isinstance(a, CountingActivation) for a in activations)
     assert len({id(a) for a in activations}) == 2 * TINY_LAYERS
 
 

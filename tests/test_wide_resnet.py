@@ -3,59 +3,14 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
+from model_testing import ACTIVATIONS, CountingActivation, train_step_and_evaluate
 from models import wide_resnet
 import swish_tf
 
-ACTIVATIONS = (*swish_tf.BENCHMARK_ACTIVATIONS, "max(x, sigmoid(x))")
 # WRN-10-1 (one block per stage): 2 nonlinearities per block and one before pooling.
 TINY_POSITIONS = 2 * 3 + 1
 WRN28_POSITIONS = 2 * 3 * 4 + 1
-
-
-class CountingActivation(keras.layers.Layer):
-    """ReLU that counts its instances, to count the positions that call get_activation."""
-
-    instances = 0
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        CountingActivation.instances += 1
-
-    def call(self, inputs):
-        return keras.ops.relu(inputs)
-
-    def get_config(self):
-        # get_activation clones this layer from its config; with the name in it, every clone
-        # would share one name, and keras.Model rejects duplicate layer names.
-        config = super().get_config()
-        config.pop("name")
-        return config
-
-
-@pytest.fixture(scope="module")
-def cifar_batch(cifar10_dir):
-    from swish_tf.data import cifar
-    splits = cifar.load_cifar10(cifar10_dir)
-    images = ((splits.test_images[:8] / 255.0 - splits.channel_mean) / splits.channel_std)
-    return images.astype(np.float32), splits.test_labels[:8]
-
-
-def _train_step_and_evaluate(model, images, labels):
-    """Run one SGD step and one evaluation; return (training loss, evaluation loss)."""
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
-    with tf.GradientTape() as tape:
-        logits = model(images, training=True)
-        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        loss = tf.reduce_mean(loss)
-    gradients = tape.gradient(loss, model.trainable_variables)
-    assert all(g is not None for g in gradients)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    eval_logits = model(images, training=False)
-    eval_loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-        labels, eval_logits, from_logits=True))
-    return float(loss), float(eval_loss)
 
 
 def test_wrn28_10_parameter_count_and_positions():
@@ -74,10 +29,10 @@ def test_tiny_counting_activation():
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_tiny_trains_with_activation(activation, cifar_batch):
-    images, labels = cifar_batch
+def test_tiny_trains_with_activation(activation, cifar_test_batch):
+    images, labels = cifar_test_batch
     model = wide_resnet.wide_resnet_tiny(activation=activation)
-    train_loss, eval_loss = _train_step_and_evaluate(model, images, labels)
+    train_loss, eval_loss = train_step_and_evaluate(model, images, labels)
     assert np.isfinite(train_loss)
     assert np.isfinite(eval_loss)
 
@@ -103,8 +58,8 @@ def test_dropout_layers_only_when_requested():
     assert all(l.rate == 0.3 for l in dropouts)
 
 
-def test_dropout_off_in_evaluation(cifar_batch):
-    images, _ = cifar_batch
+def test_dropout_off_in_evaluation(cifar_test_batch):
+    images, _ = cifar_test_batch
     model = wide_resnet.wide_resnet_tiny(dropout_rate=0.3)
     first = model(images, training=False)
     second = model(images, training=False)
