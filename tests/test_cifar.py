@@ -278,3 +278,12 @@ def test_normalized_training_images_are_centered(cifar10):
     pixels = np.concatenate([images.numpy() for images, _ in dataset]).reshape(-1, 3)
     np.testing.assert_allclose(pixels.mean(axis=0), 0.0, atol=0.1)
     np.testing.assert_allclose(pixels.std(axis=0), 1.0, atol=0.1)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5])
+def test_make_dataset_rejects_bad_threads(threads):
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    labels = np.zeros((4,), np.int32)
+    with pytest.raises(ValueError, match=f"threads must be a positive integer.*{threads}"):
+        cifar.make_dataset(images, labels, batch_size=2, training=False, mean=(0.5,) * 3,
+                           std=(0.25,) * 3, threads=threads)

@@ -424,6 +424,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, *, batch_size: int, tra
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive; received {batch_size}.")
+    if threads is not None and (not isinstance(threads, int) or threads <= 0):
+        raise ValueError(f"threads must be a positive integer or None for tf.data's default; "
+                         f"received {threads!r}.")
     height, width, channels = images.shape[1:]
     labels = np.asarray(labels, dtype=np.int32)
     parallel_calls = tf.data.AUTOTUNE if threads is None else threads
