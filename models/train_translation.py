@@ -41,8 +41,9 @@ def record_run(database_path: str | os.PathLike, row: dict[str, Any]) -> None:
     """Append one result row to the SQLite table `runs`, creating the table if needed.
 
     Columns: created_at (UTC, ISO 8601), model, activation, seed, dataset, split, bleu, steps,
-    tokens_per_s (non-padding source plus target tokens per second of training), wall_time_s,
-    gin_config_hash (SHA-256 of the operative Gin config) and details (JSON).
+    tokens_per_s (non-padding source plus target tokens per second of training), wall_time_s
+    (training, validation and test decoding, summed over resumed runs), gin_config_hash
+    (SHA-256 of the operative Gin config) and details (JSON).
     """
     columns = ("model", "activation", "seed", "dataset", "split", "bleu", "steps",
                "tokens_per_s", "wall_time_s", "gin_config_hash", "details")
@@ -149,7 +150,12 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
     logging.info("Model %s: %d parameters, activation %s.", model.name, model.count_params(),
                  _activation_name())
 
-    checkpoint = transformer.make_checkpoint(model, optimizer)
+    # Totals over every run in run_dir, checkpointed so that a resumed run reports the whole
+    # training's wall time and throughput. Time between the last checkpoint and an
+    # interruption is lost with the steps it trained.
+    progress = {name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=name)
+                for name in ("wall_seconds", "train_seconds", "tokens")}
+    checkpoint = transformer.make_checkpoint(model, optimizer, progress=progress)
     manager = tf.train.CheckpointManager(checkpoint, run_path / "checkpoints", max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -165,31 +171,39 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
 
     writer = tf.summary.create_file_writer(str(run_path / "tensorboard"))
     operative_config_path = run_path / "operative_config.gin"
-    tokens_seen, train_seconds = 0.0, 0.0
     start_step = int(optimizer.iterations)
-    window_start, window_tokens = time.perf_counter(), 0.0
-    wall_start = time.perf_counter()
+    earlier_wall_seconds = float(progress["wall_seconds"])
+    segment_start = time.perf_counter()
+
+    def wall_seconds() -> float:
+        return earlier_wall_seconds + time.perf_counter() - segment_start
+
+    window_seconds, window_tokens = 0.0, 0.0
     iterator = iter(train_dataset)
     step = start_step
     while step < train_steps:
+        step_start = time.perf_counter()
         (source, target_input), labels = next(iterator)
         metrics = train_step((source, target_input), labels)
         step = int(optimizer.iterations)
+        # Reading the counts waits for the step to finish, so the step time is complete.
         batch_tokens = float(tf.math.count_nonzero(source)) + float(metrics["target_tokens"])
-        window_tokens += batch_tokens
+        step_seconds = time.perf_counter() - step_start
         if step == start_step + 1:
             operative_config_path.write_text(gin.operative_config_str())
-            # The first step traces the train step, so it is left out of the throughput.
-            window_start, window_tokens = time.perf_counter(), 0.0
+        else:
+            # The first step of each process traces the train step, so it is left out of
+            # the throughput.
+            window_seconds += step_seconds
+            window_tokens += batch_tokens
+            progress["train_seconds"].assign_add(step_seconds)
+            progress["tokens"].assign_add(batch_tokens)
         if not np.isfinite(float(metrics["loss"])):
             raise FloatingPointError(
                 f"Training loss is {float(metrics['loss'])} at step {step}. Lower "
                 "build_optimizer.learning_rate_scale or raise warmup_steps.")
         if step % log_every == 0 or step == train_steps:
-            elapsed = time.perf_counter() - window_start
-            tokens_seen += window_tokens
-            train_seconds += elapsed
-            tokens_per_s = window_tokens / max(elapsed, 1e-9)
+            tokens_per_s = window_tokens / window_seconds if window_seconds else float("nan")
             learning_rate = float(optimizer.learning_rate)
             logging.info("step %d: loss %.4f, nll %.4f, lr %.2e, %.0f tokens/s", step,
                          float(metrics["loss"]), float(metrics["nll"]), learning_rate,
@@ -198,12 +212,13 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
                 tf.summary.scalar("losses/train_smoothed", metrics["loss"])
                 tf.summary.scalar("losses/train_nll", metrics["nll"])
                 tf.summary.scalar("optimizer/learning_rate", learning_rate)
-                tf.summary.scalar("throughput/tokens_per_s", tokens_per_s)
-            window_start, window_tokens = time.perf_counter(), 0.0
+                if window_seconds:
+                    tf.summary.scalar("throughput/tokens_per_s", tokens_per_s)
+            window_seconds, window_tokens = 0.0, 0.0
         if step % checkpoint_every == 0 or step == train_steps:
+            progress["wall_seconds"].assign(wall_seconds())
             manager.save(checkpoint_number=step)
         if step % eval_every == 0 or step == train_steps:
-            pause = time.perf_counter()
             validation_nll = evaluate_loss(model, validation_dataset, label_smoothing)
             hypotheses = translate(model, tokenizer, validation_sources, 1, alpha,
                                    decode_batch_size)
@@ -214,7 +229,6 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
                 tf.summary.scalar("losses/validation_nll", validation_nll)
                 tf.summary.scalar("bleu/validation_greedy", validation_bleu)
             writer.flush()
-            window_start += time.perf_counter() - pause  # Evaluation is not training time.
 
     test_sources, test_targets = corpus[test_split]
     hypotheses = translate(model, tokenizer, test_sources, beam_size, alpha, decode_batch_size)
@@ -239,12 +253,14 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
         "split": test_split,
         "bleu": test_bleu,
         "steps": step,
-        "tokens_per_s": tokens_seen / train_seconds if train_seconds else None,
-        "wall_time_s": time.perf_counter() - wall_start,
+        "tokens_per_s": (float(progress["tokens"]) / float(progress["train_seconds"])
+                         if float(progress["train_seconds"]) else None),
+        "wall_time_s": wall_seconds(),
         "gin_config_hash": hashlib.sha256(operative_config.encode("utf-8")).hexdigest(),
         "details": json.dumps({
             "parameters": model.count_params(), "beam_size": beam_size, "alpha": alpha,
-            "resumed_from_step": start_step, "tensorflow": tf.__version__,
+            "resumed_from_step": start_step, "train_seconds": float(progress["train_seconds"]),
+            "tokens": float(progress["tokens"]), "tensorflow": tf.__version__,
             "keras": keras.__version__, "sacrebleu": sacrebleu.__version__,
             "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "bleu_signature": str(bleu_metric.get_signature())}),

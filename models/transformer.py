@@ -365,8 +365,12 @@ def make_train_step(model: Transformer, optimizer: keras.optimizers.Optimizer,
 
 
 def make_checkpoint(model: Transformer,
-                    optimizer: keras.optimizers.Optimizer | None = None) -> tf.train.Checkpoint:
+                    optimizer: keras.optimizers.Optimizer | None = None,
+                    **extra: Any) -> tf.train.Checkpoint:
     """Return a tf.train.Checkpoint of the model's weights and, if given, the optimizer state.
+
+    Keyword arguments add other trackable objects (variables, or dicts of them) under their
+    names, such as a training loop's counters.
 
     NOTE: tf.train.Checkpoint(model=model) does not reach layers that a Keras 3 model stores in
     Python lists (the encoder and decoder stacks), so it would silently save only a few
@@ -376,7 +380,11 @@ def make_checkpoint(model: Transformer,
     items = {"model_weights": list(model.weights)}
     if optimizer is not None:
         items["optimizer_variables"] = list(optimizer.variables)
-    return tf.train.Checkpoint(**items)
+    clashes = sorted(set(items) & set(extra))
+    if clashes:
+        raise ValueError(f"make_checkpoint: the names {clashes} are reserved for the model and "
+                         "optimizer; pass the extra objects under other names.")
+    return tf.train.Checkpoint(**items, **extra)
 
 
 def greedy_decode(model: Transformer, source, max_extra_length: int = 50) -> np.ndarray:

@@ -79,6 +79,17 @@ def test_swish_betas_train_and_checkpoint(tmp_path):
         np.testing.assert_array_equal(saved, loaded)
 
 
+def test_checkpoint_saves_extra_objects(tmp_path):
+    model = transformer.build_transformer(VOCAB_SIZE, variant="tiny")
+    counters = {"tokens": tf.Variable(1234.0, dtype=tf.float64)}
+    path = transformer.make_checkpoint(model, progress=counters).save(str(tmp_path / "ckpt"))
+    restored_counters = {"tokens": tf.Variable(0.0, dtype=tf.float64)}
+    transformer.make_checkpoint(model, progress=restored_counters).restore(
+        path).assert_consumed()
+    assert float(restored_counters["tokens"]) == 1234.0
+    with pytest.raises(ValueError, match="model_weights"):
+        transformer.make_checkpoint(model, model_weights=counters)
+
 def test_source_padding_does_not_change_outputs():
     model = transformer.build_transformer(VOCAB_SIZE, variant="tiny")
     source = _ids([[5, 6, 7, 3]])

@@ -202,7 +202,14 @@ def test_train_and_evaluate_resumes_and_records(multi30k_dir, tmp_path):
     second = train_translation.train_and_evaluate(str(data_dir), str(run_dir), train_steps=4,
                                                   **options)
     assert second["steps"] == 4
-    assert json.loads(second["details"])["resumed_from_step"] == 2
+    first_details, second_details = json.loads(first["details"]), json.loads(second["details"])
+    assert second_details["resumed_from_step"] == 2
+    # Throughput and wall time count the training before the resume too.
+    assert 0 < first_details["tokens"] < second_details["tokens"]
+    assert 0 < first_details["train_seconds"] < second_details["train_seconds"]
+    assert second["tokens_per_s"] == pytest.approx(
+        second_details["tokens"] / second_details["train_seconds"])
+    assert second["wall_time_s"] > second_details["train_seconds"]
     assert second["gin_config_hash"] == first["gin_config_hash"]
     with sqlite3.connect(run_dir / train_translation.RESULTS_DATABASE) as connection:
         steps = connection.execute("SELECT steps FROM runs ORDER BY id").fetchall()
