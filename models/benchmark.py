@@ -1,8 +1,8 @@
-r"""Benchmark activation functions on image models, as in "Searching for Activation Functions".
+r"""Benchmark activation functions, as in "Searching for Activation Functions".
 
 Trains every (model, activation, seed) of the grid that a Gin file sets, stores each run in
-RUN_DIR/runs.sqlite, and writes the median-accuracy table and the Swish-versus-baseline counts
-to RUN_DIR/results.md and CSV files. Rerunning the same command skips finished runs and resumes
+RUN_DIR/runs.sqlite, and writes the table of median test scores (accuracy for image models,
+BLEU for translation) and the Swish-versus-baseline counts to RUN_DIR/results.md and CSV files. Rerunning the same command skips finished runs and resumes
 an interrupted one from its last checkpoint. With --merge_run_dirs it trains nothing and writes
 the tables over several run directories, e.g. the six CIFAR experiments together.
 
@@ -10,6 +10,10 @@ the tables over several run directories, e.g. the six CIFAR experiments together
       --gin_file=gin_configs/benchmark/cifar10_resnet_cpu.gin \
       --run_dir=/tmp/benchmark_runs/cifar10_resnet_cpu \
       --data_dir=/path/to/cifar10   # contains cifar-10-batches-py/ or its .tar.gz
+
+  python -m models.benchmark \
+      --gin_file=gin_configs/benchmark/multi30k_transformer_cpu.gin \
+      --run_dir=/tmp/benchmark_runs/multi30k --data_dir=/path/to/multi30k
 """
 
 import os
@@ -45,7 +49,8 @@ def main(argv):
         return
     if not _DATA_DIR.value:
         raise app.UsageError("--data_dir is required: the directory that contains the dataset "
-                             "(for CIFAR-10, cifar-10-batches-py/ or its .tar.gz).")
+                             "(for CIFAR-10, cifar-10-batches-py/ or its .tar.gz; for Multi30k, "
+                             "train.en.gz and its siblings).")
     # A config file can `include` its neighbours by bare name, from any working directory.
     for path in _GIN_FILE.value:
         gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))

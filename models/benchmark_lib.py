@@ -1,24 +1,30 @@
-"""Benchmark activations on image models: a grid of (model, activation, seed) training runs.
+"""Benchmark activations: a grid of (model, activation, seed) training runs.
 
-`run_benchmark` trains every model of the grid with every activation and seed through
-`models.training.train_and_evaluate`, records each run in an SQLite database in the run
-directory, and writes two tables in the style of "Searching for Activation Functions":
+`run_benchmark` trains every model of the grid with every activation and seed, records each
+run in an SQLite database in the run directory, and writes two tables in the style of
+"Searching for Activation Functions":
 
-1. the median test accuracy over seeds, one row per activation and one column per model;
+1. the median test score over seeds, one row per activation and one column per model;
 2. for each baseline, the number of models on which Swish is better, equal or worse, with a
    one-sided paired sign test over those models.
 
 The comparison rule (`compare_to_baseline`):
 
-- Per model, Swish and the baseline are compared by their median test accuracy over seeds,
-  rounded to 0.1 percentage point, the precision of that paper's tables. A higher rounded
-  median counts as "better", a lower one as "worse", the same one as "equal".
+- Per model, Swish and the baseline are compared by their median test score over seeds,
+  rounded to 0.1 point (of accuracy in percent, or of BLEU), the precision of that paper's
+  tables. A higher rounded median counts as "better", a lower one as "worse", the same one
+  as "equal".
 - Over models, the sign test pairs Swish with the baseline model by model. Ties ("equal") are
   dropped, and with n = better + worse, p_better = P(X >= better) and p_worse = P(X >= worse)
   for X ~ Binomial(n, 1/2): the chance of at least that many wins if neither activation were
   better. The verdict is "Swish better" when p_better < alpha, "baseline better" when
   p_worse < alpha, and "no significant difference" otherwise. With 9 models, as in that
   paper's summary, 9/0/0 gives p_better = 1/512 and 7/1/1 gives 9/256 = 0.035.
+
+A trainer runs one grid cell. `train_image_classifier` (the default) trains an image
+classifier with `models.training.train_and_evaluate` and scores its test accuracy.
+`train_translator` trains a Transformer with `models.train_translation` and scores its test
+BLEU, stored divided by 100 so that every score is a fraction in [0, 1].
 
 Runs are resumable. A run is identified by (model, activation, seed, config hash). Rerunning
 the same config skips finished runs and resumes an interrupted one from its last checkpoint.
@@ -28,9 +34,11 @@ change (say, the learning rate) starts a fresh set of runs in the same directory
 tables show only the runs of the current config.
 """
 
+import ast
 import csv
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import re
@@ -43,13 +51,17 @@ from absl import logging
 import gin
 import keras
 import numpy as np
+import tensorflow as tf
 
+from models import train_translation
 from models import training
 import swish_tf
 from swish_tf.data import cifar
 
 DATABASE_NAME = "runs.sqlite"
 SWISH = "swish"
+
+ACCURACY_TITLE = "Test accuracy (%)"
 
 # Bindings that only choose which runs to make; they stay out of the config hash.
 _GRID_BINDINGS = ("run_benchmark.activations", "run_benchmark.seeds")
@@ -114,6 +126,73 @@ def cifar_data(data_dir: str, seed: int, *, dataset: str = "cifar10", batch_size
                          train_examples=len(images), batch_size=batch_size)
 
 
+@gin.configurable(denylist=["data_dir", "seed"])
+def translation_data_dir(data_dir: str, seed: int) -> str:
+    """Return data_dir for `train_translator`, which reads the corpus itself on every run.
+
+    Raises:
+      FileNotFoundError: data_dir is not a directory.
+    """
+    del seed  # The translation trainer seeds its own data order.
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"Translation data directory {data_dir} not found; pass the "
+                                "directory with the corpus files (for Multi30k, "
+                                "train.en.gz and its siblings) as --data_dir.")
+    return data_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """Result of one finished run, as a trainer returns it."""
+
+    test_score: float  # A fraction in [0, 1]: accuracy, or BLEU / 100.
+    test_loss: float | None
+    steps: int
+    train_seconds: float
+
+
+@gin.configurable(denylist=["model_dir", "builder", "activation", "seed", "data", "strategy"])
+def train_image_classifier(model_dir: str, builder: Callable[..., keras.Model], activation: str,
+                           seed: int, data: BenchmarkData, strategy) -> RunResult:
+    """Train builder(activation=..., num_classes=...) on `data` and score its test accuracy."""
+    del seed  # Already set globally by the driver; the data carries its own seed.
+
+    def model_fn():
+        return builder(activation=activation, num_classes=data.num_classes)
+
+    metrics = training.train_and_evaluate(model_fn, data.train, data.test, model_dir, strategy,
+                                          batch_size=data.batch_size,
+                                          train_examples=data.train_examples)
+    return RunResult(test_score=metrics["eval_accuracy"], test_loss=metrics["eval_loss"],
+                     steps=metrics["steps"], train_seconds=metrics["train_seconds"])
+
+
+@gin.configurable(denylist=["model_dir", "builder", "activation", "seed", "data", "strategy"])
+def train_translator(model_dir: str, builder: Callable[..., keras.Model], activation: str,
+                     seed: int, data: str, strategy) -> RunResult:
+    """Train builder(vocab_size, activation=...) with `train_translation` and score test BLEU.
+
+    `data` is the corpus directory. The `train_translation.*` bindings set the budget and
+    decoding; the grid's activation and seed override theirs.
+
+    Raises:
+      NotImplementedError: for a strategy other than the default, which translation training
+        lacks.
+    """
+    if strategy is not None and strategy is not tf.distribute.get_strategy():
+        raise NotImplementedError("Translation runs train on the default device only; run "
+                                  "the benchmark with --strategy=default.")
+
+    def model_fn(vocab_size):
+        return builder(vocab_size, activation=activation)
+
+    row = train_translation.train_and_evaluate(data, model_dir, seed=seed, model_fn=model_fn,
+                                               activation_name=activation)
+    details = json.loads(row["details"])
+    return RunResult(test_score=row["bleu"] / 100.0, test_loss=None, steps=row["steps"],
+                     train_seconds=details["train_seconds"])
+
+
 # ----------------------------------------------------------------------------------------------
 # The run store.
 
@@ -127,7 +206,7 @@ class RunRecord:
     seed: int
     config_hash: str
     status: str  # "running", "finished" or "failed".
-    test_accuracy: float | None = None
+    test_score: float | None = None  # A fraction in [0, 1]: accuracy, or BLEU / 100.
     test_loss: float | None = None
     steps: int | None = None
     train_seconds: float | None = None
@@ -148,13 +227,16 @@ class RunStore:
                 seed INTEGER NOT NULL,
                 config_hash TEXT NOT NULL,
                 status TEXT NOT NULL,
-                test_accuracy REAL,
+                test_score REAL,
                 test_loss REAL,
                 steps INTEGER,
                 train_seconds REAL,
                 error TEXT,
                 updated_at REAL NOT NULL,
                 PRIMARY KEY (model, activation, seed, config_hash))""")
+        columns = [row[1] for row in self._connection.execute("PRAGMA table_info(runs)")]
+        if "test_accuracy" in columns:  # The column's name in stores written before BLEU.
+            self._connection.execute("ALTER TABLE runs RENAME COLUMN test_accuracy TO test_score")
         self._connection.commit()
 
     def close(self) -> None:
@@ -162,7 +244,7 @@ class RunStore:
 
     def get(self, model: str, activation: str, seed: int, config_hash: str) -> RunRecord | None:
         row = self._connection.execute(
-            "SELECT model, activation, seed, config_hash, status, test_accuracy, test_loss, "
+            "SELECT model, activation, seed, config_hash, status, test_score, test_loss, "
             "steps, train_seconds, error FROM runs WHERE model = ? AND activation = ? AND "
             "seed = ? AND config_hash = ?", (model, activation, seed, config_hash)).fetchone()
         return RunRecord(*row) if row else None
@@ -175,7 +257,7 @@ class RunStore:
 
     def records(self, config_hash: str | None = None) -> list[RunRecord]:
         """Return all runs, or those of one config, ordered by model, activation and seed."""
-        query = ("SELECT model, activation, seed, config_hash, status, test_accuracy, test_loss, "
+        query = ("SELECT model, activation, seed, config_hash, status, test_score, test_loss, "
                  "steps, train_seconds, error FROM runs")
         arguments: tuple = ()
         if config_hash is not None:
@@ -214,14 +296,13 @@ def run_directory_name(name: str) -> str:
 # Tables and the sign test.
 
 
-def median_accuracies(records: Iterable[RunRecord]) -> dict[tuple[str, str], tuple[float, int]]:
-    """Return {(model, activation): (median test accuracy, finished seeds)} over finished runs."""
-    accuracies: dict[tuple[str, str], list[float]] = {}
+def median_scores(records: Iterable[RunRecord]) -> dict[tuple[str, str], tuple[float, int]]:
+    """Return {(model, activation): (median test score, finished seeds)} over finished runs."""
+    scores: dict[tuple[str, str], list[float]] = {}
     for record in records:
         if record.status == "finished":
-            accuracies.setdefault((record.model, record.activation), []).append(
-                record.test_accuracy)
-    return {key: (statistics.median(values), len(values)) for key, values in accuracies.items()}
+            scores.setdefault((record.model, record.activation), []).append(record.test_score)
+    return {key: (statistics.median(values), len(values)) for key, values in scores.items()}
 
 
 def sign_test_p_value(wins: int, losses: int) -> float:
@@ -250,8 +331,8 @@ def compare_to_baseline(swish_medians: Mapping[str, float], baseline_medians: Ma
     """Count better / equal / worse models and run the sign test (rule in the module docstring).
 
     Args:
-      swish_medians: {model: median test accuracy of Swish, as a fraction in [0, 1]}.
-      baseline_medians: {model: median test accuracy of the baseline}; only models in both
+      swish_medians: {model: median test score of Swish, as a fraction in [0, 1]}.
+      baseline_medians: {model: median test score of the baseline}; only models in both
         mappings count.
       baseline: the baseline's name, copied into the result.
       alpha: significance level of each one-sided test.
@@ -278,14 +359,18 @@ def compare_to_baseline(swish_medians: Mapping[str, float], baseline_medians: Ma
 
 
 def format_tables(records: Sequence[RunRecord], models: Sequence[str],
-                  activations: Sequence[str], swish: str = SWISH,
-                  alpha: float = 0.05) -> tuple[str, list[list[str]], list[list[str]]]:
+                  activations: Sequence[str], swish: str = SWISH, alpha: float = 0.05,
+                  score_title: str = ACCURACY_TITLE
+                  ) -> tuple[str, list[list[str]], list[list[str]]]:
     """Build the median table and the Swish comparison as Markdown and as CSV rows.
+
+    Scores print as 100 times the stored fraction: accuracy in percent, or BLEU. score_title
+    heads the median table.
 
     Returns:
       (markdown, median_rows, comparison_rows); the row lists start with a header row.
     """
-    medians = median_accuracies(records)
+    medians = median_scores(records)
     seeds_header = "seeds (min-max)"
     median_rows = [["activation", *models, seeds_header]]
     for activation in activations:
@@ -319,7 +404,7 @@ def format_tables(records: Sequence[RunRecord], models: Sequence[str],
         return "\n".join(lines)
 
     markdown = "\n".join([
-        "## Test accuracy (%), median over seeds",
+        f"## {score_title}, median over seeds",
         "",
         markdown_table(median_rows),
         "",
@@ -335,14 +420,15 @@ def format_tables(records: Sequence[RunRecord], models: Sequence[str],
 
 
 def write_tables(run_dir: str, records: Sequence[RunRecord], models: Sequence[str],
-                 activations: Sequence[str], swish: str = SWISH, alpha: float = 0.05) -> str:
+                 activations: Sequence[str], swish: str = SWISH, alpha: float = 0.05,
+                 score_title: str = ACCURACY_TITLE) -> str:
     """Write results.md, medians.csv, comparison.csv and runs.csv into run_dir.
 
     Returns:
       The Markdown text.
     """
     markdown, median_rows, comparison_rows = format_tables(records, models, activations, swish,
-                                                           alpha)
+                                                           alpha, score_title)
     with open(os.path.join(run_dir, "results.md"), "w") as f:
         f.write(markdown)
     for name, rows in (("medians.csv", median_rows), ("comparison.csv", comparison_rows)):
@@ -368,10 +454,12 @@ def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
 
     Raises:
       FileNotFoundError: a directory has no config.gin or no run store.
-      ValueError: two directories report the same model name.
+      ValueError: two directories report the same model name, or different score titles
+        (accuracy and BLEU do not belong in one table).
     """
     records: list[RunRecord] = []
     models: list[str] = []
+    titles: dict[str, str] = {}
     for run_dir in run_dirs:
         config_path = os.path.join(run_dir, "config.gin")
         store_path = os.path.join(run_dir, DATABASE_NAME)
@@ -380,7 +468,12 @@ def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
                 raise FileNotFoundError(f"{path} not found: {run_dir} is not a benchmark run "
                                         "directory, or its first run has not started yet.")
         with open(config_path) as f:
-            config_hash = hash_config(f.read())
+            config_str = f.read()
+        config_hash = hash_config(config_str)
+        titles[run_dir] = _score_title(config_str)
+        if len(set(titles.values())) > 1:
+            raise ValueError(f"The run directories score different metrics ({titles}); merge "
+                             "only directories with the same run_benchmark.score_title.")
         store = RunStore(store_path)
         try:
             dir_records = store.records(config_hash)
@@ -395,7 +488,14 @@ def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
         models += dir_models
         records += dir_records
     os.makedirs(output_dir, exist_ok=True)
-    return write_tables(output_dir, records, models, activations, swish, alpha)
+    return write_tables(output_dir, records, models, activations, swish, alpha,
+                        score_title=titles[run_dirs[0]] if run_dirs else ACCURACY_TITLE)
+
+
+def _score_title(config_str: str) -> str:
+    """Return the run_benchmark.score_title bound in a config.gin text, or the default."""
+    match = re.search(r"^run_benchmark\.score_title = (.+)$", config_str, re.MULTILINE)
+    return ast.literal_eval(match.group(1)) if match else ACCURACY_TITLE
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,7 +507,9 @@ def run_benchmark(run_dir: str, data_dir: str, strategy=None, *,
                   models: Mapping[str, Callable[..., keras.Model]] = gin.REQUIRED,
                   activations: Sequence[str] = swish_tf.BENCHMARK_ACTIVATIONS,
                   seeds: Sequence[int] = (0, 1, 2, 3, 4),
-                  data_fn: Callable[..., BenchmarkData] = cifar_data,
+                  data_fn: Callable[..., Any] = cifar_data,
+                  trainer: Callable[..., RunResult] = train_image_classifier,
+                  score_title: str = ACCURACY_TITLE,
                   alpha: float = 0.05) -> str:
     """Train every (model, activation, seed) of the grid that has not finished yet.
 
@@ -415,11 +517,17 @@ def run_benchmark(run_dir: str, data_dir: str, strategy=None, *,
       run_dir: directory for the run store, the per-run checkpoints and the tables.
       data_dir: dataset directory, passed to `data_fn`.
       strategy: `tf.distribute` strategy for every run; None means the default.
-      models: {display name: builder}; each builder is called as
-        builder(activation=..., num_classes=...) and returns a logits model.
+      models: {display name: builder}. `train_image_classifier` calls a builder as
+        builder(activation=..., num_classes=...) for a logits model, `train_translator` as
+        builder(vocab_size, activation=...) for a Transformer.
       activations: activation specs (registry names or expressions) in table order.
       seeds: seeds of weight initialization, shuffling and augmentation.
-      data_fn: called as data_fn(data_dir, seed) and returns a `BenchmarkData`.
+      data_fn: called as data_fn(data_dir, seed) once per seed; its result goes to `trainer`.
+        `cifar_data` and `imagenet_benchmark_data` suit `train_image_classifier`,
+        `translation_data_dir` suits `train_translator`.
+      trainer: called as trainer(model_dir, builder, activation, seed, data, strategy) for
+        each run and returns a `RunResult`.
+      score_title: heading of the median table, naming the trainer's score.
       alpha: significance level of the sign test.
 
     Returns:
@@ -440,6 +548,11 @@ def run_benchmark(run_dir: str, data_dir: str, strategy=None, *,
     store = RunStore(os.path.join(run_dir, DATABASE_NAME))
     logging.info("Benchmark in %s, config hash %s: %d models x %d activations x %d seeds.",
                  run_dir, config_hash, len(models), len(activations), len(seeds))
+
+    def tables() -> str:
+        return write_tables(run_dir, store.records(config_hash), list(models), list(activations),
+                            alpha=alpha, score_title=score_title)
+
     try:
         for seed in seeds:
             data = None  # Loaded on the first run of this seed that is not finished.
@@ -453,19 +566,17 @@ def run_benchmark(run_dir: str, data_dir: str, strategy=None, *,
                     if data is None:
                         data = data_fn(data_dir, seed)
                     _train_one(store, run_dir, config_hash, model_name, builder, activation,
-                               seed, data, strategy)
-                    write_tables(run_dir, store.records(config_hash), list(models),
-                                 list(activations), alpha=alpha)
-        markdown = write_tables(run_dir, store.records(config_hash), list(models),
-                                list(activations), alpha=alpha)
+                               seed, data, strategy, trainer)
+                    tables()
+        markdown = tables()
     finally:
         store.close()
     return markdown
 
 
 def _train_one(store: RunStore, run_dir: str, config_hash: str, model_name: str,
-               builder: Callable[..., keras.Model], activation: str, seed: int,
-               data: BenchmarkData, strategy) -> None:
+               builder: Callable[..., keras.Model], activation: str, seed: int, data: Any,
+               strategy, trainer: Callable[..., RunResult]) -> None:
     """Train one run and record it as finished or failed."""
     model_dir = os.path.join(run_dir, config_hash, run_directory_name(model_name),
                              run_directory_name(activation), f"seed_{seed}")
@@ -473,14 +584,8 @@ def _train_one(store: RunStore, run_dir: str, config_hash: str, model_name: str,
     store.put(RunRecord(model_name, activation, seed, config_hash, "running"))
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-
-    def model_fn():
-        return builder(activation=activation, num_classes=data.num_classes)
-
     try:
-        metrics = training.train_and_evaluate(model_fn, data.train, data.test, model_dir,
-                                              strategy, batch_size=data.batch_size,
-                                              train_examples=data.train_examples)
+        result = trainer(model_dir, builder, activation, seed, data, strategy)
     except (ValueError, ArithmeticError) as e:
         # A diverging candidate is a result, not a crash of the benchmark.
         logging.error("Run %s / %s / seed %d failed: %s", model_name, activation, seed, e)
@@ -488,10 +593,12 @@ def _train_one(store: RunStore, run_dir: str, config_hash: str, model_name: str,
                             error=str(e)[:2000]))
         return
     store.put(RunRecord(model_name, activation, seed, config_hash, "finished",
-                        test_accuracy=metrics["eval_accuracy"], test_loss=metrics["eval_loss"],
-                        steps=metrics["steps"], train_seconds=metrics["train_seconds"]))
-    logging.info("Run %s / %s / seed %d: test accuracy %.4f after %d steps (%.0f s).",
-                 model_name, activation, seed, metrics["eval_accuracy"], metrics["steps"],
-                 metrics["train_seconds"])
-    with open(os.path.join(model_dir, "operative_config.gin"), "w") as f:
-        f.write(gin.operative_config_str())
+                        test_score=result.test_score, test_loss=result.test_loss,
+                        steps=result.steps, train_seconds=result.train_seconds))
+    logging.info("Run %s / %s / seed %d: test score %.4f after %d steps (%.0f s).",
+                 model_name, activation, seed, result.test_score, result.steps,
+                 result.train_seconds)
+    config_path = os.path.join(model_dir, "operative_config.gin")
+    if not os.path.exists(config_path):  # The translation trainer writes its own.
+        with open(config_path, "w") as f:
+            f.write(gin.operative_config_str())

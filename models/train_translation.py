@@ -19,7 +19,7 @@ import pathlib
 import platform
 import sqlite3
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -95,13 +95,34 @@ def evaluate_loss(model, dataset, label_smoothing: float) -> float:
     return nll_total / max(token_total, 1.0)
 
 
-@gin.configurable("train_translation", denylist=["data_dir", "run_dir"])
+def restore_checkpoint(path: str, model: transformer.Transformer,
+                       optimizer: keras.optimizers.Optimizer,
+                       progress: dict[str, tf.Variable]) -> None:
+    """Restore the model, optimizer and progress totals from a training checkpoint.
+
+    A checkpoint written before the totals existed restores the model and optimizer and leaves
+    the totals as they are, with a warning.
+    """
+    saved_names = [name for name, _ in tf.train.list_variables(path)]
+    if any(name.startswith("progress/") for name in saved_names):
+        checkpoint = transformer.make_checkpoint(model, optimizer, progress=progress)
+    else:
+        logging.warning("%s contains no wall-time and token totals, so the recorded wall time "
+                        "and tokens/s count only the training after this restore.", path)
+        checkpoint = transformer.make_checkpoint(model, optimizer)
+    checkpoint.restore(path).assert_existing_objects_matched()
+
+
+@gin.configurable("train_translation",
+                  denylist=["data_dir", "run_dir", "model_fn", "activation_name"])
 def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 300_000,
                        max_tokens: int = 4096, max_length: int = 256, vocab_size: int = 32_000,
                        label_smoothing: float = 0.1, seed: int = 0, eval_every: int = 1000,
                        checkpoint_every: int = 1000, log_every: int = 100,
                        beam_size: int = 4, alpha: float = 0.6,
-                       decode_batch_size: int = 64) -> dict[str, Any]:
+                       decode_batch_size: int = 64,
+                       model_fn: Callable[[int], transformer.Transformer] | None = None,
+                       activation_name: str | None = None) -> dict[str, Any]:
     """Train for `train_steps` updates (resuming from `run_dir`), then score test BLEU.
 
     Args:
@@ -117,6 +138,10 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
         log_every: steps between training-loss and throughput logs.
         beam_size, alpha: beam search on the test set (GNMT length penalty).
         decode_batch_size: sentences per decoding batch.
+        model_fn: builds the model from the vocabulary size; None means
+            `transformer.build_transformer` as Gin configures it.
+        activation_name: the activation recorded with the result; None reads
+            `build_transformer.activation` from Gin.
 
     Returns:
         The recorded result row.
@@ -143,12 +168,14 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
         validation_source_ids, validation_target_ids,
         max(max_tokens, validation_max_length), validation_max_length, shuffle=False)
 
-    model = transformer.build_transformer(vocab_size)
+    model = (model_fn or transformer.build_transformer)(vocab_size)
+    if activation_name is None:
+        activation_name = _activation_name()
     optimizer = transformer.build_optimizer(model.d_model)
     optimizer.build(model.trainable_variables)
     train_step = transformer.make_train_step(model, optimizer, label_smoothing)
     logging.info("Model %s: %d parameters, activation %s.", model.name, model.count_params(),
-                 _activation_name())
+                 activation_name)
 
     # Totals over every run in run_dir, checkpointed so that a resumed run reports the whole
     # training's wall time and throughput. Time between the last checkpoint and an
@@ -158,7 +185,7 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
     checkpoint = transformer.make_checkpoint(model, optimizer, progress=progress)
     manager = tf.train.CheckpointManager(checkpoint, run_path / "checkpoints", max_to_keep=2)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        restore_checkpoint(manager.latest_checkpoint, model, optimizer, progress)
         logging.info("Resumed from %s at step %d.", manager.latest_checkpoint,
                      int(optimizer.iterations))
         # NOTE: the shuffle state is not checkpointed, so the data order after a resume
@@ -246,7 +273,7 @@ def train_and_evaluate(data_dir: str | None, run_dir: str, train_steps: int = 30
     operative_config = operative_config_path.read_text()
     row = {
         "model": model.name,
-        "activation": _activation_name(),
+        "activation": activation_name,
         "seed": seed,
         "dataset": gin.query_parameter("load_corpus.dataset")
         if _is_bound("load_corpus.dataset") else "multi30k",

@@ -67,3 +67,20 @@ def cifar_test_batch(cifar10_dir: pathlib.Path):
     splits = cifar.load_cifar10(cifar10_dir)
     images = (splits.test_images[:8] / 255.0 - splits.channel_mean) / splits.channel_std
     return images.astype(np.float32), splits.test_labels[:8]
+
+
+@pytest.fixture(scope="session")
+def multi30k_slice(multi30k_dir: pathlib.Path, tmp_path_factory) -> pathlib.Path:
+    """A Multi30k directory with the first 400 training pairs and 8 pairs of val and test."""
+    import gzip
+
+    from models import translation_data
+
+    path = tmp_path_factory.mktemp("multi30k_slice")
+    for split, count in {"train": 400, "val": 8, "test_2016_flickr": 8}.items():
+        for language in ("en", "de"):
+            name = f"{split}.{language}.gz"
+            lines = translation_data.read_gzip_lines(multi30k_dir / name)[:count]
+            with gzip.open(path / name, "wt", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+    return path

@@ -11,12 +11,16 @@ import gin
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models import benchmark_lib
 from models import densenet  # pylint: disable=unused-import  (registers the Gin builders)
 from models import preact_resnet
 from models import training  # pylint: disable=unused-import
+from models import train_translation
+from models import transformer
 from models import wide_resnet  # pylint: disable=unused-import
+import swish_tf
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "gin_configs" / "benchmark"
@@ -32,7 +36,7 @@ PAPER_CONFIGS = (
 
 def _record(model, activation, seed, accuracy, status="finished"):
     return benchmark_lib.RunRecord(model, activation, seed, "hash", status,
-                                   test_accuracy=accuracy)
+                                   test_score=accuracy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ def test_compare_uses_only_shared_models():
 def test_median_ignores_failed_runs():
     records = [_record("m", "relu", 0, 0.5), _record("m", "relu", 1, 0.7),
                _record("m", "relu", 2, 0.6), _record("m", "relu", 3, None, status="failed")]
-    assert benchmark_lib.median_accuracies(records) == {("m", "relu"): (0.6, 3)}
+    assert benchmark_lib.median_scores(records) == {("m", "relu"): (0.6, 3)}
 
 
 def test_format_tables_rows():
@@ -138,6 +142,30 @@ def test_run_store_round_trip_in_wal_mode(tmp_path):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_run_store_renames_old_accuracy_column(tmp_path):
+    path = tmp_path / benchmark_lib.DATABASE_NAME
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE runs (model TEXT NOT NULL, activation TEXT NOT NULL, seed INTEGER NOT "
+            "NULL, config_hash TEXT NOT NULL, status TEXT NOT NULL, test_accuracy REAL, "
+            "test_loss REAL, steps INTEGER, train_seconds REAL, error TEXT, updated_at REAL NOT "
+            "NULL, PRIMARY KEY (model, activation, seed, config_hash))")
+        connection.execute("INSERT INTO runs VALUES ('m', 'relu', 0, 'h', 'finished', 0.75, 0.5, "
+                           "10, 2.0, NULL, 0.0)")
+    store = benchmark_lib.RunStore(str(path))
+    [record] = store.records()
+    store.close()
+    assert record.test_score == 0.75
+    assert record.steps == 10
+
+
+def test_format_tables_bleu_title():
+    records = [_record("T", "relu", 0, 0.3681), _record("T", "swish", 0, 0.3712)]
+    markdown, median_rows, _ = benchmark_lib.format_tables(records, ["T"], ["relu", "swish"],
+                                                           score_title="Test BLEU")
+    assert markdown.startswith("## Test BLEU, median over seeds")
+    assert median_rows[1:] == [["relu", "36.8", "1"], ["swish", "37.1", "1"]]
+
 def test_hash_ignores_grid_and_comments():
     base = ("run_benchmark.activations = \\\n    ['relu', 'swish']\nrun_benchmark.seeds = [0]\n"
             "sgd.momentum = 0.9\n")
@@ -166,7 +194,7 @@ def _fill_run_dir(run_dir, config, records):
     for model, activation, seed, accuracy, config_hash in records:
         config_hash = config_hash or benchmark_lib.hash_config(config)
         store.put(benchmark_lib.RunRecord(model, activation, seed, config_hash, "finished",
-                                          test_accuracy=accuracy))
+                                          test_score=accuracy))
     store.close()
 
 
@@ -193,6 +221,22 @@ def test_merge_run_dirs_rejects_repeated_model(tmp_path):
         benchmark_lib.merge_run_dirs([str(tmp_path / "a"), str(tmp_path / "b")],
                                      str(tmp_path / "merged"))
 
+
+def test_merge_run_dirs_rejects_mixed_scores(tmp_path):
+    _fill_run_dir(tmp_path / "images", "x = 1\n", [("R", "relu", 0, 0.9, None)])
+    _fill_run_dir(tmp_path / "translation", "run_benchmark.score_title = 'Test BLEU'\n",
+                  [("T", "relu", 0, 0.3, None)])
+    with pytest.raises(ValueError, match="Test BLEU"):
+        benchmark_lib.merge_run_dirs([str(tmp_path / "images"), str(tmp_path / "translation")],
+                                     str(tmp_path / "merged"))
+
+
+def test_merge_run_dirs_keeps_bleu_title(tmp_path):
+    _fill_run_dir(tmp_path / "translation", "run_benchmark.score_title = 'Test BLEU'\n",
+                  [("T", "relu", 0, 0.3, None)])
+    markdown = benchmark_lib.merge_run_dirs([str(tmp_path / "translation")],
+                                            str(tmp_path / "merged"), ["relu"])
+    assert markdown.startswith("## Test BLEU, median over seeds")
 
 def test_merge_run_dirs_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.gin"):
@@ -239,7 +283,7 @@ def test_run_benchmark_resumes_and_records(cifar10_dir, tmp_path):
     assert [(r.activation, r.seed, r.status, r.steps) for r in records] == [
         ("relu", 0, "finished", 2), ("swish", 0, "finished", 2)]
     # 8 test images: every accuracy is a multiple of 1/8.
-    assert all(r.test_accuracy * 8 == pytest.approx(round(r.test_accuracy * 8)) for r in records)
+    assert all(r.test_score * 8 == pytest.approx(round(r.test_score * 8)) for r in records)
 
     # A rerun with one more seed trains only that seed's runs.
     benchmark_lib.run_benchmark(run_dir, str(cifar10_dir), seeds=[0, 1], **grid)
@@ -274,6 +318,74 @@ def test_cifar_data_rejects_unknown_dataset(cifar10_dir):
     with pytest.raises(ValueError, match="cifar1000"):
         benchmark_lib.cifar_data(str(cifar10_dir), 0, dataset="cifar1000")
 
+
+
+_TINY_TRANSLATION = """
+    build_transformer.variant = "tiny"
+    train_translation.train_steps = 2
+    train_translation.max_tokens = 256
+    train_translation.max_length = 64
+    train_translation.vocab_size = 600
+    train_translation.eval_every = 2
+    train_translation.checkpoint_every = 2
+    train_translation.log_every = 1
+    train_translation.decode_batch_size = 8
+"""
+
+
+def test_run_benchmark_trains_translators(multi30k_slice, tmp_path):
+    gin.parse_config(_TINY_TRANSLATION)
+    grid = dict(models={"tiny": transformer.build_transformer}, activations=["relu", "swish"],
+                seeds=[0], data_fn=benchmark_lib.translation_data_dir,
+                trainer=benchmark_lib.train_translator, score_title="Test BLEU")
+    markdown = benchmark_lib.run_benchmark(str(tmp_path), str(multi30k_slice), **grid)
+    assert markdown.startswith("## Test BLEU, median over seeds")
+    store = benchmark_lib.RunStore(str(tmp_path / benchmark_lib.DATABASE_NAME))
+    records = store.records()
+    store.close()
+    assert [(r.activation, r.status, r.steps) for r in records] == [
+        ("relu", "finished", 2), ("swish", "finished", 2)]
+
+    # Each run also keeps the translation trainer's own row, with the grid's activation.
+    run_rows = []
+    for record in records:
+        [run_database] = tmp_path.glob(
+            f"*/tiny/{record.activation}/seed_0/{train_translation.RESULTS_DATABASE}")
+        with sqlite3.connect(run_database) as connection:
+            run_rows += connection.execute("SELECT activation, bleu FROM runs").fetchall()
+    assert [row[0] for row in run_rows] == ["relu", "swish"]
+    assert [r.test_score for r in records] == [bleu / 100 for _, bleu in run_rows]
+
+    # A rerun finds both runs finished and trains nothing.
+    benchmark_lib.run_benchmark(str(tmp_path), str(multi30k_slice), **grid)
+    with sqlite3.connect(run_database) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+
+
+def test_train_translator_rejects_distribution(multi30k_slice, tmp_path):
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with pytest.raises(NotImplementedError, match="--strategy=default"):
+        benchmark_lib.train_translator(str(tmp_path), transformer.build_transformer, "relu", 0,
+                                       str(multi30k_slice), strategy)
+
+
+def test_translation_data_dir_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent"):
+        benchmark_lib.translation_data_dir(str(tmp_path / "absent"), 0)
+
+
+@pytest.mark.parametrize("name, variant, train_steps, activations", [
+    ("multi30k_transformer_cpu.gin", "small", 2000, ["relu", "swish_1", "swish"]),
+    ("wmt14_transformer_base.gin", "base", 300_000, list(swish_tf.BENCHMARK_ACTIVATIONS)),
+])
+def test_translation_benchmark_configs(name, variant, train_steps, activations):
+    gin.add_config_file_search_path(str(CONFIG_DIR))
+    gin.parse_config_file(str(CONFIG_DIR / name))
+    assert gin.query_parameter("build_transformer.variant") == variant
+    assert gin.query_parameter("train_translation.train_steps") == train_steps
+    assert gin.query_parameter("run_benchmark.activations") == activations
+    assert gin.query_parameter("run_benchmark.score_title") == "Test BLEU"
+    assert gin.query_parameter("run_benchmark.trainer").selector.endswith("train_translator")
 
 @pytest.mark.slow
 def test_command_line_writes_tables(cifar10_dir, tmp_path):

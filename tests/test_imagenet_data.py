@@ -281,5 +281,5 @@ def test_config_trains_tiny_model(config_name, cifar10_dir, tmp_path):
         store.close()
     assert [record.status for record in records] == ["finished"]
     assert records[0].steps == 2
-    assert 0.0 <= records[0].test_accuracy <= 1.0
+    assert 0.0 <= records[0].test_score <= 1.0
     assert "swish" in markdown

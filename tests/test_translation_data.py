@@ -8,9 +8,11 @@ import sqlite3
 import gin
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models import train_translation
 from models import translation_data
+from models import transformer
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +172,40 @@ def test_record_run_appends_rows(tmp_path):
                     ("transformer_tiny", "swish", 4, 12.5, 7, "abc")]
 
 
-def _write_corpus_slice(source_dir, target_dir, lines_per_split):
-    for split, count in lines_per_split.items():
-        for language in ("en", "de"):
-            lines = translation_data.read_gzip_lines(source_dir / f"{split}.{language}.gz")
-            _write_gzip(target_dir / f"{split}.{language}.gz", lines[:count])
 
+def _tiny_model_and_optimizer():
+    model = transformer.build_transformer(100, variant="tiny")
+    optimizer = transformer.build_optimizer(model.d_model)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def _progress(value):
+    return {name: tf.Variable(value, dtype=tf.float64)
+            for name in ("wall_seconds", "train_seconds", "tokens")}
+
+
+@pytest.mark.parametrize("with_progress", [True, False])
+def test_restore_checkpoint_with_and_without_totals(tmp_path, with_progress):
+    model, optimizer = _tiny_model_and_optimizer()
+    optimizer.iterations.assign(7)
+    extra = {"progress": _progress(5.0)} if with_progress else {}
+    path = transformer.make_checkpoint(model, optimizer, **extra).save(str(tmp_path / "ckpt"))
+
+    restored_model, restored_optimizer = _tiny_model_and_optimizer()
+    progress = _progress(0.0)
+    train_translation.restore_checkpoint(path, restored_model, restored_optimizer, progress)
+    assert int(restored_optimizer.iterations) == 7
+    for saved, loaded in zip(model.weights, restored_model.weights):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
+    expected_total = 5.0 if with_progress else 0.0
+    assert {name: float(value) for name, value in progress.items()} == {
+        "wall_seconds": expected_total, "train_seconds": expected_total,
+        "tokens": expected_total}
 
 @pytest.mark.slow
-def test_train_and_evaluate_resumes_and_records(multi30k_dir, tmp_path):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    _write_corpus_slice(multi30k_dir, data_dir,
-                        {"train": 400, "val": 8, "test_2016_flickr": 8})
+def test_train_and_evaluate_resumes_and_records(multi30k_slice, tmp_path):
+    data_dir = multi30k_slice
     run_dir = tmp_path / "run"
     gin.bind_parameter("build_transformer.variant", "tiny")
     gin.bind_parameter("build_transformer.activation", "swish")
