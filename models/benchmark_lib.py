@@ -454,8 +454,9 @@ def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
 
     Raises:
       FileNotFoundError: a directory has no config.gin or no run store.
-      ValueError: two directories report the same model name, or different score titles
-        (accuracy and BLEU do not belong in one table).
+      ValueError: a directory has no runs of its config, two directories report the same
+        model name, or they report different score titles (accuracy and BLEU do not belong
+        in one table).
     """
     records: list[RunRecord] = []
     models: list[str] = []
@@ -479,6 +480,11 @@ def merge_run_dirs(run_dirs: Sequence[str], output_dir: str,
             dir_records = store.records(config_hash)
         finally:
             store.close()
+        if not dir_records:
+            raise ValueError(f"{config_path} matches no run in {store_path}: the last command in "
+                             f"{run_dir} changed the config and trained nothing. Rerun the "
+                             "benchmark there with the config of its finished runs, or leave "
+                             "the directory out.")
         dir_models = list(dict.fromkeys(record.model for record in dir_records))
         repeated = sorted(set(dir_models) & set(models))
         if repeated:

@@ -238,6 +238,11 @@ def test_merge_run_dirs_keeps_bleu_title(tmp_path):
                                             str(tmp_path / "merged"), ["relu"])
     assert markdown.startswith("## Test BLEU, median over seeds")
 
+def test_merge_run_dirs_rejects_config_without_runs(tmp_path):
+    _fill_run_dir(tmp_path / "edited", "x = 2\n", [("R", "relu", 0, 0.9, "old_config_hash")])
+    with pytest.raises(ValueError, match="matches no run"):
+        benchmark_lib.merge_run_dirs([str(tmp_path / "edited")], str(tmp_path / "merged"))
+
 def test_merge_run_dirs_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.gin"):
         benchmark_lib.merge_run_dirs([str(tmp_path / "absent")], str(tmp_path / "merged"))
