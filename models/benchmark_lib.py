@@ -601,7 +601,7 @@ def _train_one(store: RunStore, run_dir: str, config_hash: str, model_name: str,
     store.put(RunRecord(model_name, activation, seed, config_hash, "finished",
                         test_score=result.test_score, test_loss=result.test_loss,
                         steps=result.steps, train_seconds=result.train_seconds))
-    logging.info("Run %s / %s / seed %d: test score %.4f after %d steps (%.0f s).",
+    logging.info("Run %s / %s / seed %d: test score %.4f after %d steps (%.0f s of training).",
                  model_name, activation, seed, result.test_score, result.steps,
                  result.train_seconds)
     config_path = os.path.join(model_dir, "operative_config.gin")

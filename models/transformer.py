@@ -382,8 +382,8 @@ def make_checkpoint(model: Transformer,
         items["optimizer_variables"] = list(optimizer.variables)
     clashes = sorted(set(items) & set(extra))
     if clashes:
-        raise ValueError(f"make_checkpoint: the names {clashes} are reserved for the model and "
-                         "optimizer; pass the extra objects under other names.")
+        raise ValueError(f"Invalid checkpoint names {clashes}: they are reserved for the model "
+                         "and optimizer. Pass the extra objects under other names.")
     return tf.train.Checkpoint(**items, **extra)
 
 
